@@ -1,0 +1,13 @@
+//! Folio's application: domain types, the typed RPC surface (server
+//! functions), and the Leptos UI shared by the server (SSR) and the browser
+//! (hydration). See ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod domain;
+pub mod error;
+mod ui;
+
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+pub use ui::{shell, App};

@@ -1,0 +1,94 @@
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+
+use super::passwords::PasswordHasher;
+use super::profiles::ProfileCache;
+
+/// "At most `max` events per `window`".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub max: u32,
+    pub window: Duration,
+}
+
+impl Limit {
+    pub const fn new(max: u32, window_secs: u64) -> Self {
+        Self { max, window: Duration::from_secs(window_secs) }
+    }
+}
+
+/// Behaviour knobs of the service. Built by the `server` crate from its
+/// settings (only `server` reads the environment); plain data here.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Prepended to every Redis key, so that tests (and several deployments)
+    /// can share one Redis without seeing each other's keys.
+    pub redis_prefix: String,
+    /// A session unused this long is gone. 24 h: the article's TTL; long enough
+    /// that a daily user is not asked to sign in again, short enough that a
+    /// forgotten shared computer is signed out by tomorrow.
+    pub session_idle: Duration,
+    /// A session older than this is gone however active it is (ASVS 3.3.2):
+    /// 7 days bounds the damage of a stolen cookie.
+    pub session_absolute: Duration,
+    pub login_failures_per_account: Limit,
+    pub login_failures_per_ip: Limit,
+    pub registrations_per_ip: Limit,
+    pub profile_edits_per_user: Limit,
+    /// Peers whose `X-Forwarded-For` we believe (the load balancer).
+    pub trusted_proxies: Vec<IpAddr>,
+    pub profile_cache_ttl: Duration,
+    pub profile_absent_ttl: Duration,
+    /// Off only for benchmarks that measure Postgres itself.
+    pub profile_cache_enabled: bool,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            redis_prefix: "folio:".to_owned(),
+            session_idle: Duration::from_secs(24 * 3600),
+            session_absolute: Duration::from_secs(7 * 24 * 3600),
+            login_failures_per_account: Limit::new(5, 15 * 60),
+            login_failures_per_ip: Limit::new(30, 15 * 60),
+            registrations_per_ip: Limit::new(10, 3600),
+            profile_edits_per_user: Limit::new(30, 60),
+            trusted_proxies: Vec::new(),
+            profile_cache_ttl: Duration::from_secs(3600),
+            profile_absent_ttl: Duration::from_secs(60),
+            profile_cache_enabled: true,
+        }
+    }
+}
+
+/// Everything a request handler needs, cheap to clone (all handles).
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub redis: ConnectionManager,
+    pub config: Arc<ServiceConfig>,
+    pub passwords: PasswordHasher,
+    pub profiles: ProfileCache,
+}
+
+impl AppState {
+    pub async fn new(db: PgPool, redis: ConnectionManager, config: ServiceConfig) -> Self {
+        let config = Arc::new(config);
+        Self {
+            passwords: PasswordHasher::new().await,
+            profiles: ProfileCache::new(config.clone()),
+            db,
+            redis,
+            config,
+        }
+    }
+
+    /// A Redis key in this deployment's namespace.
+    pub fn key(&self, suffix: &str) -> String {
+        format!("{}{}", self.config.redis_prefix, suffix)
+    }
+}

@@ -1,0 +1,160 @@
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::Redirect;
+use leptos_router::hooks::use_query_map;
+
+use super::form::{server_field_error, Field, FormError};
+use super::use_auth;
+use crate::api::{list_sessions, ChangePassword, LogoutEverywhere, RevokeSession, SessionInfo};
+use crate::domain::Password;
+
+fn check_password(s: &str) -> Option<String> {
+    Password::parse(s).err()
+}
+
+/// A browser's user agent, shortened to what a person recognises.
+fn device_name(user_agent: &str) -> String {
+    let browser = ["Edg/", "Firefox/", "Chrome/", "Safari/", "curl/"]
+        .iter()
+        .find(|marker| user_agent.contains(*marker))
+        .map(|marker| marker.trim_end_matches('/').replace("Edg", "Edge"))
+        .unwrap_or_else(|| "Unknown browser".to_owned());
+    let os = ["Windows", "Android", "iPhone", "Mac OS X", "Linux"]
+        .iter()
+        .find(|os| user_agent.contains(*os))
+        .map(|os| os.replace("Mac OS X", "macOS"));
+    match os {
+        Some(os) => format!("{browser} on {os}"),
+        None => browser,
+    }
+}
+
+fn minutes_ago(then_ms: u64) -> String {
+    #[cfg(feature = "ssr")]
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(then_ms);
+    #[cfg(all(not(feature = "ssr"), feature = "hydrate"))]
+    let now = js_sys_now();
+    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
+    let now = then_ms;
+    let minutes = now.saturating_sub(then_ms) / 60_000;
+    match minutes {
+        0 => "just now".to_owned(),
+        1 => "1 minute ago".to_owned(),
+        m if m < 120 => format!("{m} minutes ago"),
+        m if m < 48 * 60 => format!("{} hours ago", m / 60),
+        m => format!("{} days ago", m / (24 * 60)),
+    }
+}
+
+#[cfg(all(not(feature = "ssr"), feature = "hydrate"))]
+fn js_sys_now() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+#[component]
+pub fn AccountPage() -> impl IntoView {
+    let auth = use_auth();
+    view! {
+        <Title text="Account"/>
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match auth.user.await {
+                    None => view! { <Redirect path="/signin"/> }.into_any(),
+                    Some(user) => view! { <AccountSettings username=user.username/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn AccountSettings(username: String) -> impl IntoView {
+    let change = ServerAction::<ChangePassword>::new();
+    let revoke = ServerAction::<RevokeSession>::new();
+    let everywhere = ServerAction::<LogoutEverywhere>::new();
+    let sessions = Resource::new(
+        move || (revoke.version().get(), change.version().get()),
+        |_| list_sessions(),
+    );
+    let query = use_query_map();
+    let changed = move || {
+        matches!(change.value().get(), Some(Ok(())))
+            || query.read().get("password_changed").is_some()
+    };
+    let value = change.value();
+    // Signing out everywhere ends this session too: go to sign-in.
+    Effect::new(move |_| {
+        if matches!(everywhere.value().get(), Some(Ok(_))) {
+            let _ = leptos::prelude::window().location().set_href("/signin");
+        }
+    });
+
+    view! {
+        <section class="card">
+            <h1>"Account"</h1>
+            <p class="muted">"Signed in as @" {username}</p>
+        </section>
+        <section class="card">
+            <h2>"Change password"</h2>
+            <p class="muted">"Changing your password signs out every other device."</p>
+            <Show when=changed>
+                <p class="banner banner-success" role="status" data-testid="password-changed">"Password changed. Other devices were signed out."</p>
+            </Show>
+            <ActionForm action=change attr:novalidate=true attr:class="form">
+                <FormError value=value/>
+                <Field label="Current password" name="current_password" kind="password" autocomplete="current-password"
+                    server=server_field_error(value, "current_password")/>
+                <Field label="New password" name="new_password" kind="password" autocomplete="new-password"
+                    live=check_password server=server_field_error(value, "new_password")/>
+                <button type="submit" class="button" disabled=move || change.pending().get()>
+                    {move || if change.pending().get() { "Changing…" } else { "Change password" }}
+                </button>
+            </ActionForm>
+        </section>
+        <section class="card">
+            <h2>"Where you are signed in"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading sessions…"</p> }>
+                {move || Suspend::new(async move {
+                    match sessions.await {
+                        Ok(list) => view! { <SessionList list=list revoke=revoke/> }.into_any(),
+                        Err(error) => view! { <p class="banner banner-error">{error.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+            <ActionForm action=everywhere attr:class="form">
+                <button type="submit" class="button button-danger" data-testid="sign-out-everywhere">
+                    "Sign out everywhere"
+                </button>
+            </ActionForm>
+        </section>
+    }
+}
+
+#[component]
+fn SessionList(list: Vec<SessionInfo>, revoke: ServerAction<RevokeSession>) -> impl IntoView {
+    view! {
+        <ul class="sessions" data-testid="sessions">
+            {list.into_iter().map(|session| view! {
+                <li class="session">
+                    <div>
+                        <strong>{device_name(&session.user_agent)}</strong>
+                        {session.current.then(|| view! { <span class="badge">"This device"</span> })}
+                        <div class="muted small">
+                            {session.ip.clone()} " · last active " {minutes_ago(session.last_seen_ms)}
+                            " · signed in " {minutes_ago(session.created_at_ms)}
+                        </div>
+                    </div>
+                    {(!session.current).then(|| view! {
+                        <ActionForm action=revoke attr:class="inline-form">
+                            <input type="hidden" name="id" value=session.id.clone()/>
+                            <button type="submit" class="link-button">"Sign out"</button>
+                        </ActionForm>
+                    })}
+                </li>
+            }).collect_view()}
+        </ul>
+    }
+}

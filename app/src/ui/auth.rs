@@ -1,0 +1,82 @@
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::{Redirect, A};
+
+use super::form::{server_field_error, Field, FormError};
+use super::use_auth;
+use crate::domain::{Email, Password, Username};
+
+fn check_username(s: &str) -> Option<String> {
+    Username::parse(s).err()
+}
+fn check_email(s: &str) -> Option<String> {
+    Email::parse(s).err()
+}
+fn check_password(s: &str) -> Option<String> {
+    Password::parse(s).err()
+}
+
+/// Once signed in, the sign-in and sign-up pages have nothing to offer.
+#[component]
+fn RedirectIfSignedIn() -> impl IntoView {
+    let auth = use_auth();
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                auth.user.await.map(|_| view! { <Redirect path="/"/> })
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+pub fn SignUpPage() -> impl IntoView {
+    let action = use_auth().register;
+    let value = action.value();
+    view! {
+        <Title text="Sign up"/>
+        <RedirectIfSignedIn/>
+        <section class="card narrow">
+            <h1>"Create your Folio"</h1>
+            <ActionForm action=action attr:novalidate=true attr:class="form">
+                <FormError value=value/>
+                <Field label="Username" name="username" autocomplete="username"
+                    hint="3–30 characters: letters, digits, _"
+                    live=check_username server=server_field_error(value, "username")/>
+                <Field label="Email" name="email" kind="email" autocomplete="email"
+                    live=check_email server=server_field_error(value, "email")/>
+                <Field label="Password" name="password" kind="password" autocomplete="new-password"
+                    hint="At least 8 characters; a few unrelated words work well."
+                    live=check_password server=server_field_error(value, "password")/>
+                <button type="submit" class="button" disabled=move || action.pending().get() data-testid="submit">
+                    {move || if action.pending().get() { "Creating your account…" } else { "Sign up" }}
+                </button>
+            </ActionForm>
+            <p class="muted">"Already have an account? " <A href="/signin">"Sign in"</A></p>
+        </section>
+    }
+}
+
+#[component]
+pub fn SignInPage() -> impl IntoView {
+    let action = use_auth().login;
+    let value = action.value();
+    view! {
+        <Title text="Sign in"/>
+        <RedirectIfSignedIn/>
+        <section class="card narrow">
+            <h1>"Sign in"</h1>
+            <ActionForm action=action attr:novalidate=true attr:class="form">
+                <FormError value=value/>
+                <Field label="Username or email" name="identifier" autocomplete="username"
+                    server=server_field_error(value, "identifier")/>
+                <Field label="Password" name="password" kind="password" autocomplete="current-password"
+                    server=server_field_error(value, "password")/>
+                <button type="submit" class="button" disabled=move || action.pending().get() data-testid="submit">
+                    {move || if action.pending().get() { "Signing in…" } else { "Sign in" }}
+                </button>
+            </ActionForm>
+            <p class="muted">"New here? " <A href="/signup">"Create an account"</A></p>
+        </section>
+    }
+}

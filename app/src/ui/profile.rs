@@ -1,0 +1,171 @@
+use leptos::prelude::*;
+use leptos_meta::{Meta, Title};
+use leptos_router::components::{Redirect, A};
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use super::form::{server_field_error, Field, FormError};
+use super::{set_status, use_auth, NotFound};
+use crate::api::{get_profile, my_profile, Profile, UpdateProfile};
+use crate::domain::{AvatarUrl, Bio, DisplayName, Location, Website};
+use crate::error::AppError;
+
+/// A description for link previews: the bio's first line, shortened.
+fn description(profile: &Profile) -> String {
+    let first_line = profile.bio.lines().next().unwrap_or("").trim();
+    if first_line.is_empty() {
+        format!("{} (@{}) on Folio", profile.display_name, profile.username)
+    } else {
+        first_line.chars().take(160).collect()
+    }
+}
+
+#[component]
+pub fn ProfilePage() -> impl IntoView {
+    let params = use_params_map();
+    let username = move || params.read().get("username").unwrap_or_default();
+    let profile = Resource::new(username, get_profile);
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Loading profile…"</p> }>
+            {move || Suspend::new(async move {
+                match profile.await {
+                    Ok(profile) => view! { <ProfileView profile/> }.into_any(),
+                    Err(AppError::NotFound) => view! { <NotFound/> }.into_any(),
+                    Err(error) => {
+                        set_status(error.status_code());
+                        view! {
+                            <Title text="Profile unavailable"/>
+                            <p class="banner banner-error" role="alert">{error.to_string()}</p>
+                        }.into_any()
+                    }
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn ProfileView(profile: Profile) -> impl IntoView {
+    let initial = profile.display_name.chars().next().unwrap_or('?').to_uppercase().to_string();
+    view! {
+        <Title text=format!("{} (@{})", profile.display_name, profile.username)/>
+        <Meta name="description" content=description(&profile)/>
+        <article class="card profile" data-testid="profile">
+            <div class="profile-head">
+                {match profile.avatar_url.clone() {
+                    Some(src) => view! { <img class="avatar" src=src alt="" width="96" height="96" referrerpolicy="no-referrer"/> }.into_any(),
+                    None => view! { <div class="avatar avatar-initial" aria-hidden="true">{initial}</div> }.into_any(),
+                }}
+                <div>
+                    <h1 data-testid="display-name">{profile.display_name.clone()}</h1>
+                    <p class="muted">"@"{profile.username.clone()}</p>
+                </div>
+            </div>
+            <p class="bio" data-testid="bio">{profile.bio.clone()}</p>
+            <ul class="facts">
+                {profile.location.clone().map(|l| view! { <li data-testid="location">"📍 " {l}</li> })}
+                {profile.website.clone().map(|w| view! {
+                    <li><a href=w.clone() rel="nofollow noopener ugc" data-testid="website">{w.clone()}</a></li>
+                })}
+            </ul>
+        </article>
+    }
+}
+
+#[component]
+pub fn EditProfilePage() -> impl IntoView {
+    let auth = use_auth();
+    view! {
+        <Title text="Edit profile"/>
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match auth.user.await {
+                    None => view! { <Redirect path="/signin"/> }.into_any(),
+                    Some(_) => view! { <EditProfileLoader/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn EditProfileLoader() -> impl IntoView {
+    let profile = Resource::new(|| (), |_| my_profile());
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Loading your profile…"</p> }>
+            {move || Suspend::new(async move {
+                match profile.await {
+                    Ok(profile) => view! { <EditProfileForm profile/> }.into_any(),
+                    Err(AppError::Unauthorized) => view! { <Redirect path="/signin"/> }.into_any(),
+                    Err(error) => view! { <p class="banner banner-error">{error.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+fn optional(check: fn(&str) -> Result<(), String>, s: &str) -> Option<String> {
+    if s.trim().is_empty() { None } else { check(s).err() }
+}
+
+#[component]
+fn EditProfileForm(profile: Profile) -> impl IntoView {
+    let action = ServerAction::<UpdateProfile>::new();
+    let value = action.value();
+    let version = RwSignal::new(profile.version);
+    let display_name = RwSignal::new(profile.display_name.clone());
+    let bio = RwSignal::new(profile.bio.clone());
+    let avatar_url = RwSignal::new(profile.avatar_url.clone().unwrap_or_default());
+    let location = RwSignal::new(profile.location.clone().unwrap_or_default());
+    let website = RwSignal::new(profile.website.clone().unwrap_or_default());
+    let query = use_query_map();
+    // A successful save moves the form to the new version, so the next save
+    // from this tab is not mistaken for a stale one.
+    Effect::new(move |_| {
+        if let Some(Ok(saved)) = value.get() {
+            version.set(saved.version);
+        }
+    });
+    let saved = move || match value.get() {
+        Some(Ok(_)) => true,
+        Some(Err(_)) => false,
+        None => query.read().get("saved").is_some(),
+    };
+    let conflict = move || matches!(value.get(), Some(Err(AppError::Conflict { .. })));
+    let username = profile.username.clone();
+
+    view! {
+        <section class="card">
+            <h1>"Edit your profile"</h1>
+            <p class="muted">"Everyone can see this at " <A href=format!("/u/{username}")>{format!("/u/{username}")}</A></p>
+            <Show when=saved>
+                <p class="banner banner-success" role="status" data-testid="saved">"Saved. Your public page is up to date."</p>
+            </Show>
+            <Show when=conflict>
+                <p class="banner banner-error" role="alert" data-testid="conflict">
+                    "This profile was changed in another tab or device since you opened it. "
+                    <a href="/settings/profile" rel="external">"Reload to see the latest version"</a>
+                    " (your edits here are not saved)."
+                </p>
+            </Show>
+            <ActionForm action=action attr:novalidate=true attr:class="form">
+                <Show when=move || !conflict()>
+                    <FormError value=value/>
+                </Show>
+                <input type="hidden" name="expected_version" prop:value=move || version.get().to_string() value=profile.version.to_string()/>
+                <Field label="Display name" name="display_name" value=display_name max_chars=DisplayName::MAX
+                    live=|s| DisplayName::parse(s).err() server=server_field_error(value, "display_name")/>
+                <Field label="Bio" name="bio" kind="textarea" value=bio max_chars=Bio::MAX
+                    live=|s| Bio::parse(s).err() server=server_field_error(value, "bio")/>
+                <Field label="Avatar URL" name="avatar_url" kind="url" value=avatar_url hint="An https:// image address (optional)"
+                    live=|s| optional(|s| AvatarUrl::parse(s).map(|_| ()), s) server=server_field_error(value, "avatar_url")/>
+                <Field label="Location" name="location" value=location max_chars=Location::MAX
+                    live=|s| optional(|s| Location::parse(s).map(|_| ()), s) server=server_field_error(value, "location")/>
+                <Field label="Website" name="website" kind="url" value=website
+                    live=|s| optional(|s| Website::parse(s).map(|_| ()), s) server=server_field_error(value, "website")/>
+                <button type="submit" class="button" disabled=move || action.pending().get() data-testid="save">
+                    {move || if action.pending().get() { "Saving…" } else { "Save profile" }}
+                </button>
+            </ActionForm>
+        </section>
+    }
+}

@@ -1,0 +1,153 @@
+//! Settings, read once at start from the environment. The only place in
+//! Folio that reads environment variables.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/folio` | Postgres; the database is created if missing |
+//! | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis |
+//! | `LEPTOS_SITE_ADDR` | `127.0.0.1:3000` | address to listen on (cargo-leptos sets it) |
+//! | `FOLIO_LOG` / `RUST_LOG` | `info` | tracing filter |
+//! | `FOLIO_LOG_FORMAT` | `text` | `json` for one JSON object per line |
+//! | `FOLIO_REDIS_PREFIX` | `folio:` | namespace of every Redis key |
+//! | `FOLIO_SESSION_IDLE_SECS` | `86400` | idle timeout of a session (sliding) |
+//! | `FOLIO_SESSION_ABSOLUTE_SECS` | `604800` | absolute lifetime of a session |
+//! | `FOLIO_LOGIN_LIMIT_ACCOUNT` | `5/900` | failed sign-ins per account per window (s) |
+//! | `FOLIO_LOGIN_LIMIT_IP` | `30/900` | failed sign-ins per client address |
+//! | `FOLIO_REGISTER_LIMIT_IP` | `10/3600` | sign-ups per client address |
+//! | `FOLIO_PROFILE_EDIT_LIMIT` | `30/60` | profile saves per user |
+//! | `FOLIO_TRUSTED_PROXIES` | (none) | comma-separated peers whose `X-Forwarded-For` is believed |
+//! | `FOLIO_PROFILE_CACHE` | `on` | `off` reads every profile from Postgres (benchmarks) |
+//! | `FOLIO_DB_MAX_CONNECTIONS` | `10` | Postgres pool size |
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use app::ssr::{Limit, ServiceConfig};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: String,
+    pub redis_url: String,
+    pub addr: SocketAddr,
+    pub log_filter: String,
+    pub log_json: bool,
+    pub db_max_connections: u32,
+    pub service: ServiceConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}={value:?} is invalid: {reason}")]
+pub struct ConfigError {
+    variable: &'static str,
+    value: String,
+    reason: String,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parse<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(value) => value.trim().parse().map_err(|e: T::Err| ConfigError {
+            variable: name,
+            value,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// `"5/900"`: 5 events per 900 seconds.
+fn limit(name: &'static str, default: Limit) -> Result<Limit, ConfigError> {
+    let Some(value) = var(name) else { return Ok(default) };
+    let invalid = |reason: &str| ConfigError { variable: name, value: value.clone(), reason: reason.to_owned() };
+    let (max, window) = value.split_once('/').ok_or_else(|| invalid("expected MAX/WINDOW_SECS"))?;
+    let max = max.trim().parse().map_err(|_| invalid("MAX is not a number"))?;
+    let window = window.trim().parse().map_err(|_| invalid("WINDOW_SECS is not a number"))?;
+    Ok(Limit::new(max, window))
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = ServiceConfig::default();
+        let trusted_proxies = match var("FOLIO_TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|ip| {
+                    ip.trim().parse::<IpAddr>().map_err(|e| ConfigError {
+                        variable: "FOLIO_TRUSTED_PROXIES",
+                        value: list.clone(),
+                        reason: e.to_string(),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let cache = var("FOLIO_PROFILE_CACHE").unwrap_or_else(|| "on".to_owned());
+        let service = ServiceConfig {
+            redis_prefix: var("FOLIO_REDIS_PREFIX").unwrap_or(defaults.redis_prefix),
+            session_idle: Duration::from_secs(parse("FOLIO_SESSION_IDLE_SECS", defaults.session_idle.as_secs())?),
+            session_absolute: Duration::from_secs(parse(
+                "FOLIO_SESSION_ABSOLUTE_SECS",
+                defaults.session_absolute.as_secs(),
+            )?),
+            login_failures_per_account: limit("FOLIO_LOGIN_LIMIT_ACCOUNT", defaults.login_failures_per_account)?,
+            login_failures_per_ip: limit("FOLIO_LOGIN_LIMIT_IP", defaults.login_failures_per_ip)?,
+            registrations_per_ip: limit("FOLIO_REGISTER_LIMIT_IP", defaults.registrations_per_ip)?,
+            profile_edits_per_user: limit("FOLIO_PROFILE_EDIT_LIMIT", defaults.profile_edits_per_user)?,
+            trusted_proxies,
+            profile_cache_enabled: match cache.as_str() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                _ => {
+                    return Err(ConfigError {
+                        variable: "FOLIO_PROFILE_CACHE",
+                        value: cache,
+                        reason: "expected on or off".to_owned(),
+                    })
+                }
+            },
+            ..defaults
+        };
+        Ok(Self {
+            database_url: var("DATABASE_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/folio".to_owned()),
+            redis_url: var("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+            addr: parse("LEPTOS_SITE_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
+            log_filter: var("FOLIO_LOG").or_else(|| var("RUST_LOG")).unwrap_or_else(|| "info".to_owned()),
+            log_json: var("FOLIO_LOG_FORMAT").is_some_and(|f| f == "json"),
+            db_max_connections: parse("FOLIO_DB_MAX_CONNECTIONS", 10)?,
+            service,
+        })
+    }
+}
+
+/// A URL for messages: the password, if any, replaced.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact("postgres://postgres@h/db"), "postgres://postgres@h/db");
+    }
+}

@@ -1,0 +1,10 @@
+//! The axum server: configuration, start-up, and the HTTP layers around the
+//! Leptos app (health, CSRF, tracing, metrics). `main.rs` only calls in here,
+//! so tests can build the same application on a spare port.
+
+pub mod config;
+mod csrf;
+mod health;
+mod metrics;
+pub mod startup;
+pub mod telemetry;

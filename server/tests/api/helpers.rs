@@ -1,0 +1,160 @@
+//! `spawn_app()`: the one way tests reach Folio.
+
+use std::time::Duration;
+
+use app::ssr::AppState;
+use server::config::Settings;
+use server::startup::Application;
+use sqlx::{Connection, Executor, PgConnection};
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub settings: Settings,
+    db_name: String,
+    admin_url: String,
+}
+
+/// The server part of `DATABASE_URL` (the test database name is ours).
+fn admin_url() -> String {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    match url.rsplit_once('/') {
+        Some((server, _db)) if server.contains("://") && server.len() > "postgres://".len() => format!("{server}/postgres"),
+        _ => url,
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the app with settings adjusted by `configure` (shorter session
+/// timeouts, tighter limits, another Redis…).
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let admin_url = admin_url();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let db_name = format!("folio_test_{id}");
+    let mut settings = Settings::from_env().expect("test settings");
+    settings.database_url = format!("{}/{db_name}", admin_url.rsplit_once('/').unwrap().0);
+    settings.addr = "127.0.0.1:0".parse().unwrap();
+    settings.service.redis_prefix = format!("test:{id}:");
+    settings.db_max_connections = 5;
+    configure(&mut settings);
+
+    let app = Application::build(settings.clone()).await.expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
+    tokio::spawn(app.run_until_stopped());
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    TestApp { address, client, state, settings, db_name, admin_url }
+}
+
+/// A signed-in (or not) browser as far as the API can tell: the session
+/// cookie, carried by hand because `Secure` cookies are not kept by a
+/// client over plain http.
+#[derive(Clone, Debug, Default)]
+pub struct Cookie(pub Option<String>);
+
+impl Cookie {
+    pub fn token(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+pub const SESSION_COOKIE: &str = "__Host-folio_session";
+
+/// The session cookie a response sets: `Some("")` when it clears it.
+pub fn session_cookie_from(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{SESSION_COOKIE}=")))
+        .map(|v| v[SESSION_COOKIE.len() + 1..].split(';').next().unwrap_or("").to_owned())
+}
+
+pub fn set_cookie_header(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{SESSION_COOKIE}=")))
+        .map(str::to_owned)
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Calls a server function as the Leptos client does (url-encoded form
+    /// in, JSON out), carrying `cookie` when given.
+    pub async fn call(&self, function: &str, form: &[(&str, &str)], cookie: &Cookie) -> reqwest::Response {
+        let mut request = self.client.post(self.url(&format!("/api/{function}"))).form(form);
+        if let Some(token) = cookie.token() {
+            request = request.header(reqwest::header::COOKIE, format!("{SESSION_COOKIE}={token}"));
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// Registers `username` with a strong password and returns its cookie.
+    pub async fn register(&self, username: &str) -> Cookie {
+        let response = self
+            .call(
+                "register",
+                &[("username", username), ("email", &format!("{username}@example.com")), ("password", STRONG_PASSWORD)],
+                &Cookie::default(),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "register {username}: {}", response.text().await.unwrap());
+        Cookie(session_cookie_from(&response))
+    }
+
+    pub async fn login(&self, identifier: &str, password: &str) -> reqwest::Response {
+        self.call("login", &[("identifier", identifier), ("password", password)], &Cookie::default()).await
+    }
+
+    /// `current_user` as seen with `cookie`: the username, or None.
+    pub async fn whoami(&self, cookie: &Cookie) -> Option<String> {
+        let response = self.call("current_user", &[], cookie).await;
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body.get("username").and_then(|u| u.as_str()).map(str::to_owned)
+    }
+
+    /// Reads one Prometheus counter from `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = self.client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} missing from:\n{text}"))
+    }
+}
+
+pub const STRONG_PASSWORD: &str = "violet-kettle-harbour-93";
+
+impl Drop for TestApp {
+    /// Drops the test database (FORCE ends the app's open connections).
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let db_name = self.db_name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
+                    let _ = conn.execute(format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#).as_str()).await;
+                }
+            });
+        })
+        .join();
+    }
+}

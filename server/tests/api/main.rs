@@ -1,0 +1,5 @@
+//! Black-box tests: each test starts the real server on a spare port against
+//! a fresh Postgres database and its own Redis key prefix, then talks HTTP.
+
+mod helpers;
+mod health;
