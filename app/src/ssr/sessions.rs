@@ -137,8 +137,11 @@ pub async fn load(state: &AppState, token: &str) -> Result<Option<Session>, AppE
         destroy(state, &session).await?;
         return Ok(None);
     }
-    // Refreshing costs a write per request; once a second is precise enough.
-    if now.saturating_sub(session.last_seen_ms) >= 1000 {
+    // Refreshing costs a write per request; once a second is precise enough,
+    // but always well within the idle timeout, or a session in steady use
+    // would still reach it between two refreshes.
+    let refresh_after = (idle / 4).min(1000);
+    if now.saturating_sub(session.last_seen_ms) >= refresh_after {
         session.last_seen_ms = now;
         let body = serde_json::to_string(&session).map_err(|_| AppError::Internal)?;
         let mut redis = state.redis.clone();

@@ -158,3 +158,27 @@ impl Drop for TestApp {
         .join();
     }
 }
+
+/// The status and the JSON body of an answer.
+pub async fn status_and_json(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, body)
+}
+
+/// The field names of a `Validation` error body, sorted.
+pub fn error_fields(body: &serde_json::Value) -> Vec<String> {
+    body.get("Validation")
+        .and_then(|v| v.as_object())
+        .unwrap_or_else(|| panic!("not a Validation error: {body}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Lower-case hex SHA-256, computed independently of the app.
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(text.as_bytes()))
+}

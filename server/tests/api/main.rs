@@ -2,4 +2,6 @@
 //! a fresh Postgres database and its own Redis key prefix, then talks HTTP.
 
 mod helpers;
+mod accounts;
 mod health;
+mod profiles;

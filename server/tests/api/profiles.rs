@@ -1,0 +1,1 @@
+//! Public profiles (issue 4).
