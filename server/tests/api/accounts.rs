@@ -9,8 +9,8 @@ use redis::AsyncCommands;
 use serde_json::json;
 
 use crate::helpers::{
-    error_fields, session_cookie_from, set_cookie_header, sha256_hex, spawn_app, spawn_app_with, status_and_json,
-    Cookie, TestApp, SESSION_COOKIE, STRONG_PASSWORD,
+    error_fields, session_cookie_from, set_cookie_header, sha256_hex, spawn_app, spawn_app_with,
+    status_and_json, Cookie, TestApp, SESSION_COOKIE, STRONG_PASSWORD,
 };
 
 const NEW_PASSWORD: &str = "cobalt-meadow-lantern-47";
@@ -28,14 +28,37 @@ async fn login_cookie(app: &TestApp, username: &str, password: &str) -> Cookie {
     Cookie(Some(token))
 }
 
-async fn register_with(app: &TestApp, username: &str, email: &str, password: &str) -> reqwest::Response {
-    app.call("register", &[("username", username), ("email", email), ("password", password)], &Cookie::default())
-        .await
+async fn register_with(
+    app: &TestApp,
+    username: &str,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    app.call(
+        "register",
+        &[
+            ("username", username),
+            ("email", email),
+            ("password", password),
+        ],
+        &Cookie::default(),
+    )
+    .await
 }
 
 /// A request as a browser on another site would send it.
-async fn post_with(app: &TestApp, path: &str, form: &[(&str, &str)], cookie: &Cookie, header: (&str, &str)) -> u16 {
-    let mut request = app.client.post(app.url(path)).form(form).header(header.0, header.1);
+async fn post_with(
+    app: &TestApp,
+    path: &str,
+    form: &[(&str, &str)],
+    cookie: &Cookie,
+    header: (&str, &str),
+) -> u16 {
+    let mut request = app
+        .client
+        .post(app.url(path))
+        .form(form)
+        .header(header.0, header.1);
     if let Some(token) = cookie.token() {
         request = request.header(reqwest::header::COOKIE, format!("{SESSION_COOKIE}={token}"));
     }
@@ -58,7 +81,13 @@ async fn register_sets_a_host_only_secure_session_cookie() {
     let max_age = app.settings.service.session_absolute.as_secs();
     assert_eq!(
         attributes,
-        vec!["HttpOnly", "Secure", "SameSite=Lax", "Path=/", &format!("Max-Age={max_age}")],
+        vec![
+            "HttpOnly",
+            "Secure",
+            "SameSite=Lax",
+            "Path=/",
+            &format!("Max-Age={max_age}")
+        ],
         "{header}"
     );
     assert!(!header.to_ascii_lowercase().contains("domain"), "{header}");
@@ -82,11 +111,21 @@ async fn tokens_have_256_bits_and_redis_holds_only_their_digest() {
         assert!(keys.contains(&expected), "{expected} not in {keys:?}");
     }
     for key in &keys {
-        assert!(!key.contains(first) && !key.contains(second), "raw token in key {key}");
-        let kind: String = redis::cmd("TYPE").arg(key).query_async(&mut redis).await.unwrap();
+        assert!(
+            !key.contains(first) && !key.contains(second),
+            "raw token in key {key}"
+        );
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
         if kind == "string" {
             let value: String = redis.get(key).await.unwrap();
-            assert!(!value.contains(first) && !value.contains(second), "raw token in value of {key}");
+            assert!(
+                !value.contains(first) && !value.contains(second),
+                "raw token in value of {key}"
+            );
         }
     }
 }
@@ -98,7 +137,13 @@ async fn login_replaces_a_pre_existing_session() {
     let bob = app.register("bob").await;
 
     // Arrives with another user's valid cookie.
-    let response = app.call("login", &[("identifier", "alice"), ("password", STRONG_PASSWORD)], &bob).await;
+    let response = app
+        .call(
+            "login",
+            &[("identifier", "alice"), ("password", STRONG_PASSWORD)],
+            &bob,
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let fresh = Cookie(session_cookie_from(&response));
     assert_ne!(fresh.token(), bob.token());
@@ -106,7 +151,13 @@ async fn login_replaces_a_pre_existing_session() {
     assert_eq!(app.whoami(&fresh).await.as_deref(), Some("alice"));
 
     // Arrives with its own valid cookie.
-    let response = app.call("login", &[("identifier", "alice"), ("password", STRONG_PASSWORD)], &alice).await;
+    let response = app
+        .call(
+            "login",
+            &[("identifier", "alice"), ("password", STRONG_PASSWORD)],
+            &alice,
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let renewed = Cookie(session_cookie_from(&response));
     assert!(is_token(renewed.token().unwrap()));
@@ -125,7 +176,10 @@ async fn logout_deletes_the_server_side_session() {
 
     assert_eq!(response.status(), 200);
     let header = set_cookie_header(&response).expect("logout clears the cookie");
-    assert!(header.starts_with(&format!("{SESSION_COOKIE}=;")), "{header}");
+    assert!(
+        header.starts_with(&format!("{SESSION_COOKIE}=;")),
+        "{header}"
+    );
     assert!(header.contains("Max-Age=0"), "{header}");
     // Replaying the old cookie (a copy kept by an attacker) is anonymous.
     assert_eq!(app.whoami(&cookie).await, None);
@@ -138,7 +192,14 @@ async fn change_password_checks_the_current_one_and_ends_other_sessions() {
     let other = login_cookie(&app, "alice", STRONG_PASSWORD).await;
 
     let wrong = app
-        .call("change_password", &[("current_password", WRONG_PASSWORD), ("new_password", NEW_PASSWORD)], &caller)
+        .call(
+            "change_password",
+            &[
+                ("current_password", WRONG_PASSWORD),
+                ("new_password", NEW_PASSWORD),
+            ],
+            &caller,
+        )
         .await;
     let (status, body) = status_and_json(wrong).await;
     assert_eq!(status, 422, "{body}");
@@ -146,7 +207,14 @@ async fn change_password_checks_the_current_one_and_ends_other_sessions() {
     assert_eq!(app.whoami(&other).await.as_deref(), Some("alice"));
 
     let right = app
-        .call("change_password", &[("current_password", STRONG_PASSWORD), ("new_password", NEW_PASSWORD)], &caller)
+        .call(
+            "change_password",
+            &[
+                ("current_password", STRONG_PASSWORD),
+                ("new_password", NEW_PASSWORD),
+            ],
+            &caller,
+        )
         .await;
     assert_eq!(right.status(), 200);
     assert_eq!(app.whoami(&other).await, None);
@@ -180,20 +248,33 @@ async fn sessions_are_listed_and_one_can_be_revoked() {
     assert_eq!(status, 200);
     let list = list.as_array().unwrap().clone();
     assert_eq!(list.len(), 2, "{list:?}");
-    let current: Vec<_> = list.iter().filter(|s| s["current"] == json!(true)).collect();
+    let current: Vec<_> = list
+        .iter()
+        .filter(|s| s["current"] == json!(true))
+        .collect();
     assert_eq!(current.len(), 1, "{list:?}");
     assert_eq!(current[0]["id"], json!(sha256_hex(mine.token().unwrap())));
     for session in &list {
-        assert!(!session.to_string().contains(mine.token().unwrap()), "token in the listing");
+        assert!(
+            !session.to_string().contains(mine.token().unwrap()),
+            "token in the listing"
+        );
     }
-    let other_id = list.iter().find(|s| s["current"] == json!(false)).unwrap()["id"].as_str().unwrap().to_owned();
+    let other_id = list.iter().find(|s| s["current"] == json!(false)).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
-    let revoked = app.call("revoke_session", &[("id", &other_id)], &mine).await;
+    let revoked = app
+        .call("revoke_session", &[("id", &other_id)], &mine)
+        .await;
     assert_eq!(revoked.status(), 200);
     assert_eq!(app.whoami(&other).await, None);
     assert_eq!(app.whoami(&mine).await.as_deref(), Some("alice"));
 
-    let unknown = app.call("revoke_session", &[("id", &"0".repeat(64))], &mine).await;
+    let unknown = app
+        .call("revoke_session", &[("id", &"0".repeat(64))], &mine)
+        .await;
     let (status, body) = status_and_json(unknown).await;
     assert_eq!(status, 404);
     assert_eq!(body, json!("NotFound"));
@@ -208,7 +289,12 @@ async fn an_unused_session_expires_after_the_idle_timeout() {
 
     while start.elapsed() < Duration::from_millis(1800) {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(app.whoami(&active).await.as_deref(), Some("alice"), "used session died after {:?}", start.elapsed());
+        assert_eq!(
+            app.whoami(&active).await.as_deref(),
+            Some("alice"),
+            "used session died after {:?}",
+            start.elapsed()
+        );
     }
 
     assert_eq!(app.whoami(&idle).await, None);
@@ -242,7 +328,13 @@ async fn protected_functions_refuse_anonymous_callers() {
     let app = spawn_app().await;
     let calls: [(&str, &[(&str, &str)]); 6] = [
         ("list_sessions", &[]),
-        ("change_password", &[("current_password", STRONG_PASSWORD), ("new_password", NEW_PASSWORD)]),
+        (
+            "change_password",
+            &[
+                ("current_password", STRONG_PASSWORD),
+                ("new_password", NEW_PASSWORD),
+            ],
+        ),
         ("logout_everywhere", &[]),
         ("revoke_session", &[("id", "abc")]),
         (
@@ -260,7 +352,8 @@ async fn protected_functions_refuse_anonymous_callers() {
     ];
 
     for (function, form) in calls {
-        let (status, body) = status_and_json(app.call(function, form, &Cookie::default()).await).await;
+        let (status, body) =
+            status_and_json(app.call(function, form, &Cookie::default()).await).await;
         assert_eq!(status, 401, "{function}: {body}");
         assert_eq!(body, json!("Unauthorized"), "{function}");
     }
@@ -279,7 +372,8 @@ async fn taken_or_malformed_usernames_and_emails_are_field_errors() {
         ("no spaces!", "erin@example.com", "username"),
         ("x", "erin@example.com", "username"),
     ] {
-        let (status, body) = status_and_json(register_with(&app, username, email, STRONG_PASSWORD).await).await;
+        let (status, body) =
+            status_and_json(register_with(&app, username, email, STRONG_PASSWORD).await).await;
         assert_eq!(status, 422, "{username}/{email}: {body}");
         assert_eq!(error_fields(&body), vec![field], "{username}/{email}");
     }
@@ -289,9 +383,13 @@ async fn taken_or_malformed_usernames_and_emails_are_field_errors() {
 async fn weak_passwords_are_refused() {
     let app = spawn_app().await;
 
-    for (username, password) in [("alice", "password123"), ("quentin_mercer", "quentin_mercer2024"), ("bob", "short")]
-    {
-        let response = register_with(&app, username, &format!("{username}@example.com"), password).await;
+    for (username, password) in [
+        ("alice", "password123"),
+        ("quentin_mercer", "quentin_mercer2024"),
+        ("bob", "short"),
+    ] {
+        let response =
+            register_with(&app, username, &format!("{username}@example.com"), password).await;
         let (status, body) = status_and_json(response).await;
         assert_eq!(status, 422, "{password}: {body}");
         assert_eq!(error_fields(&body), vec!["password"], "{password}");
@@ -326,9 +424,15 @@ async fn login_failures_do_not_reveal_whether_the_account_exists() {
     }
 
     assert!(bodies.iter().all(|b| *b == bodies[0]), "{bodies:?}");
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&bodies[0]).unwrap(), json!("InvalidCredentials"));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&bodies[0]).unwrap(),
+        json!("InvalidCredentials")
+    );
     let (unknown, wrong) = (median(unknown), median(wrong));
-    assert!(unknown * 3 >= wrong && wrong * 3 >= unknown, "unknown {unknown:?} vs wrong password {wrong:?}");
+    assert!(
+        unknown * 3 >= wrong && wrong * 3 >= unknown,
+        "unknown {unknown:?} vs wrong password {wrong:?}"
+    );
 }
 
 #[tokio::test]
@@ -337,15 +441,24 @@ async fn failed_logins_are_limited_per_account() {
     app.register("alice").await;
 
     for attempt in 1..=3 {
-        assert_eq!(app.login("alice", WRONG_PASSWORD).await.status(), 401, "attempt {attempt}");
+        assert_eq!(
+            app.login("alice", WRONG_PASSWORD).await.status(),
+            401,
+            "attempt {attempt}"
+        );
     }
     let (status, body) = status_and_json(app.login("alice", WRONG_PASSWORD).await).await;
 
     assert_eq!(status, 429, "{body}");
-    let retry = body["RateLimited"]["retry_after_secs"].as_u64().unwrap_or_else(|| panic!("{body}"));
+    let retry = body["RateLimited"]["retry_after_secs"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{body}"));
     assert!(retry > 0 && retry <= 60, "{body}");
     let (status, body) = status_and_json(app.login("alice", STRONG_PASSWORD).await).await;
-    assert_eq!(status, 429, "the right password is refused too while limited: {body}");
+    assert_eq!(
+        status, 429,
+        "the right password is refused too while limited: {body}"
+    );
 }
 
 #[tokio::test]
@@ -353,7 +466,11 @@ async fn failed_logins_are_limited_per_client_address() {
     let app = spawn_app_with(|s| s.service.login_failures_per_ip = Limit::new(4, 60)).await;
 
     for name in ["user_one", "user_two", "user_three", "user_four"] {
-        assert_eq!(app.login(name, WRONG_PASSWORD).await.status(), 401, "{name}");
+        assert_eq!(
+            app.login(name, WRONG_PASSWORD).await.status(),
+            401,
+            "{name}"
+        );
     }
     let (status, body) = status_and_json(app.login("user_five", WRONG_PASSWORD).await).await;
 
@@ -370,11 +487,20 @@ async fn concurrent_guesses_never_exceed_the_account_limit() {
     .await;
     app.register("alice").await;
 
-    let responses = futures::future::join_all((0..30).map(|_| app.login("alice", WRONG_PASSWORD))).await;
+    let responses =
+        futures::future::join_all((0..30).map(|_| app.login("alice", WRONG_PASSWORD))).await;
 
     let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
-    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 5, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 25, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        25,
+        "{statuses:?}"
+    );
 }
 
 #[tokio::test]
@@ -383,7 +509,9 @@ async fn registrations_are_limited_per_client_address() {
     app.register("first").await;
     app.register("second").await;
 
-    let (status, body) = status_and_json(register_with(&app, "third", "third@example.com", STRONG_PASSWORD).await).await;
+    let (status, body) =
+        status_and_json(register_with(&app, "third", "third@example.com", STRONG_PASSWORD).await)
+            .await;
 
     assert_eq!(status, 429, "{body}");
     assert!(body["RateLimited"]["retry_after_secs"].as_u64().unwrap() > 0);
@@ -394,21 +522,56 @@ async fn cross_site_posts_are_refused() {
     let app = spawn_app().await;
     let cookie = app.register("alice").await;
 
-    let forged = post_with(&app, "/api/logout", &[], &cookie, ("Sec-Fetch-Site", "cross-site")).await;
+    let forged = post_with(
+        &app,
+        "/api/logout",
+        &[],
+        &cookie,
+        ("Sec-Fetch-Site", "cross-site"),
+    )
+    .await;
     assert_eq!(forged, 403);
     assert_eq!(app.whoami(&cookie).await.as_deref(), Some("alice"));
 
-    let forged = post_with(&app, "/api/logout", &[], &cookie, ("Origin", "https://evil.example")).await;
+    let forged = post_with(
+        &app,
+        "/api/logout",
+        &[],
+        &cookie,
+        ("Origin", "https://evil.example"),
+    )
+    .await;
     assert_eq!(forged, 403);
     assert_eq!(app.whoami(&cookie).await.as_deref(), Some("alice"));
 
-    let form = [("current_password", STRONG_PASSWORD), ("new_password", NEW_PASSWORD)];
-    let forged = post_with(&app, "/api/change_password", &form, &cookie, ("Sec-Fetch-Site", "cross-site")).await;
+    let form = [
+        ("current_password", STRONG_PASSWORD),
+        ("new_password", NEW_PASSWORD),
+    ];
+    let forged = post_with(
+        &app,
+        "/api/change_password",
+        &form,
+        &cookie,
+        ("Sec-Fetch-Site", "cross-site"),
+    )
+    .await;
     assert_eq!(forged, 403);
-    assert_eq!(app.login("alice", STRONG_PASSWORD).await.status(), 200, "password unchanged");
+    assert_eq!(
+        app.login("alice", STRONG_PASSWORD).await.status(),
+        200,
+        "password unchanged"
+    );
     assert_eq!(app.whoami(&cookie).await.as_deref(), Some("alice"));
 
-    let genuine = post_with(&app, "/api/logout", &[], &cookie, ("Sec-Fetch-Site", "same-origin")).await;
+    let genuine = post_with(
+        &app,
+        "/api/logout",
+        &[],
+        &cookie,
+        ("Sec-Fetch-Site", "same-origin"),
+    )
+    .await;
     assert_eq!(genuine, 200);
     assert_eq!(app.whoami(&cookie).await, None);
 }

@@ -18,9 +18,12 @@ pub struct TestApp {
 
 /// The server part of `DATABASE_URL` (the test database name is ours).
 fn admin_url() -> String {
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     match url.rsplit_once('/') {
-        Some((server, _db)) if server.contains("://") && server.len() > "postgres://".len() => format!("{server}/postgres"),
+        Some((server, _db)) if server.contains("://") && server.len() > "postgres://".len() => {
+            format!("{server}/postgres")
+        }
         _ => url,
     }
 }
@@ -42,7 +45,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.db_max_connections = 5;
     configure(&mut settings);
 
-    let app = Application::build(settings.clone()).await.expect("application builds");
+    let app = Application::build(settings.clone())
+        .await
+        .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
     tokio::spawn(app.run_until_stopped());
@@ -52,7 +57,14 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    TestApp { address, client, state, settings, db_name, admin_url }
+    TestApp {
+        address,
+        client,
+        state,
+        settings,
+        db_name,
+        admin_url,
+    }
 }
 
 /// A signed-in (or not) browser as far as the API can tell: the session
@@ -77,7 +89,13 @@ pub fn session_cookie_from(response: &reqwest::Response) -> Option<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find(|v| v.starts_with(&format!("{SESSION_COOKIE}=")))
-        .map(|v| v[SESSION_COOKIE.len() + 1..].split(';').next().unwrap_or("").to_owned())
+        .map(|v| {
+            v[SESSION_COOKIE.len() + 1..]
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
 }
 
 pub fn set_cookie_header(response: &reqwest::Response) -> Option<String> {
@@ -97,8 +115,16 @@ impl TestApp {
 
     /// Calls a server function as the Leptos client does (url-encoded form
     /// in, JSON out), carrying `cookie` when given.
-    pub async fn call(&self, function: &str, form: &[(&str, &str)], cookie: &Cookie) -> reqwest::Response {
-        let mut request = self.client.post(self.url(&format!("/api/{function}"))).form(form);
+    pub async fn call(
+        &self,
+        function: &str,
+        form: &[(&str, &str)],
+        cookie: &Cookie,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url(&format!("/api/{function}")))
+            .form(form);
         if let Some(token) = cookie.token() {
             request = request.header(reqwest::header::COOKIE, format!("{SESSION_COOKIE}={token}"));
         }
@@ -110,16 +136,30 @@ impl TestApp {
         let response = self
             .call(
                 "register",
-                &[("username", username), ("email", &format!("{username}@example.com")), ("password", STRONG_PASSWORD)],
+                &[
+                    ("username", username),
+                    ("email", &format!("{username}@example.com")),
+                    ("password", STRONG_PASSWORD),
+                ],
                 &Cookie::default(),
             )
             .await;
-        assert_eq!(response.status(), 200, "register {username}: {}", response.text().await.unwrap());
+        assert_eq!(
+            response.status(),
+            200,
+            "register {username}: {}",
+            response.text().await.unwrap()
+        );
         Cookie(session_cookie_from(&response))
     }
 
     pub async fn login(&self, identifier: &str, password: &str) -> reqwest::Response {
-        self.call("login", &[("identifier", identifier), ("password", password)], &Cookie::default()).await
+        self.call(
+            "login",
+            &[("identifier", identifier), ("password", password)],
+            &Cookie::default(),
+        )
+        .await
     }
 
     /// `current_user` as seen with `cookie`: the username, or None.
@@ -127,12 +167,22 @@ impl TestApp {
         let response = self.call("current_user", &[], cookie).await;
         assert_eq!(response.status(), 200);
         let body: serde_json::Value = response.json().await.unwrap();
-        body.get("username").and_then(|u| u.as_str()).map(str::to_owned)
+        body.get("username")
+            .and_then(|u| u.as_str())
+            .map(str::to_owned)
     }
 
     /// Reads one Prometheus counter from `/metrics`.
     pub async fn metric(&self, name: &str) -> u64 {
-        let text = self.client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         text.lines()
             .find_map(|line| line.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.trim().parse().ok())
@@ -148,10 +198,17 @@ impl Drop for TestApp {
         let admin_url = self.admin_url.clone();
         let db_name = self.db_name.clone();
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async {
                 if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
-                    let _ = conn.execute(format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#).as_str()).await;
+                    let _ = conn
+                        .execute(
+                            format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#).as_str(),
+                        )
+                        .await;
                 }
             });
         })

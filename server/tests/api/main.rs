@@ -1,7 +1,7 @@
 //! Black-box tests: each test starts the real server on a spare port against
 //! a fresh Postgres database and its own Redis key prefix, then talks HTTP.
 
-mod helpers;
 mod accounts;
 mod health;
+mod helpers;
 mod profiles;

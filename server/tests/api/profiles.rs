@@ -1,1 +1,356 @@
-//! Public profiles (issue 4).
+//! Public profiles (issue 4): the DTO, cache-aside reads, invalidation,
+//! validation, optimistic concurrency, stampede protection and Redis outages.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use app::ssr::Limit;
+use serde_json::{json, Value};
+
+use crate::helpers::{error_fields, spawn_app, spawn_app_with, status_and_json, Cookie, TestApp};
+
+async fn get_profile(app: &TestApp, username: &str) -> (u16, Value) {
+    status_and_json(
+        app.call("get_profile", &[("username", username)], &Cookie::default())
+            .await,
+    )
+    .await
+}
+
+struct Edit<'a> {
+    display_name: &'a str,
+    bio: &'a str,
+    avatar_url: &'a str,
+    location: &'a str,
+    website: &'a str,
+}
+
+const PLAIN: Edit<'static> = Edit {
+    display_name: "Someone",
+    bio: "",
+    avatar_url: "",
+    location: "",
+    website: "",
+};
+
+async fn update(
+    app: &TestApp,
+    cookie: &Cookie,
+    edit: &Edit<'_>,
+    expected_version: i32,
+) -> (u16, Value) {
+    let version = expected_version.to_string();
+    let form = [
+        ("display_name", edit.display_name),
+        ("bio", edit.bio),
+        ("avatar_url", edit.avatar_url),
+        ("location", edit.location),
+        ("website", edit.website),
+        ("expected_version", version.as_str()),
+    ];
+    status_and_json(app.call("update_profile", &form, cookie).await).await
+}
+
+#[tokio::test]
+async fn a_new_profile_is_public_data_only() {
+    let app = spawn_app().await;
+    app.register("frank").await;
+
+    let (status, profile) = get_profile(&app, "frank").await;
+
+    assert_eq!(status, 200);
+    assert_eq!(
+        profile,
+        json!({
+            "username": "frank",
+            "display_name": "frank",
+            "bio": "",
+            "avatar_url": null,
+            "location": null,
+            "website": null,
+            "version": 1,
+        })
+    );
+    let text = profile.to_string();
+    assert!(
+        !text.contains("email") && !text.contains("password") && !text.contains("example.com"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn profiles_are_read_through_the_cache() {
+    let app = spawn_app().await;
+    app.register("frank").await;
+    assert_eq!(app.metric("folio_profile_db_queries_total").await, 0);
+
+    assert_eq!(get_profile(&app, "frank").await.0, 200);
+    assert_eq!(app.metric("folio_profile_db_queries_total").await, 1);
+    assert_eq!(app.metric("folio_profile_cache_misses_total").await, 1);
+    assert_eq!(app.metric("folio_profile_cache_hits_total").await, 0);
+
+    assert_eq!(get_profile(&app, "frank").await.0, 200);
+    assert_eq!(app.metric("folio_profile_db_queries_total").await, 1);
+    assert_eq!(app.metric("folio_profile_cache_hits_total").await, 1);
+}
+
+#[tokio::test]
+async fn an_update_is_visible_to_the_next_read() {
+    let app = spawn_app().await;
+    let cookie = app.register("frank").await;
+    assert_eq!(get_profile(&app, "frank").await.1["display_name"], "frank"); // now cached
+
+    let edit = Edit {
+        display_name: "Frank Zappa",
+        bio: "Composer.\nGuitarist.",
+        avatar_url: "https://img.example.com/frank.png",
+        location: "Baltimore",
+        website: "http://frank.example.org/",
+    };
+    let (status, saved) = update(&app, &cookie, &edit, 1).await;
+    assert_eq!(status, 200, "{saved}");
+
+    let (status, profile) = get_profile(&app, "frank").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        profile,
+        json!({
+            "username": "frank",
+            "display_name": "Frank Zappa",
+            "bio": "Composer.\nGuitarist.",
+            "avatar_url": "https://img.example.com/frank.png",
+            "location": "Baltimore",
+            "website": "http://frank.example.org/",
+            "version": 2,
+        })
+    );
+    assert_eq!(saved, profile);
+}
+
+#[tokio::test]
+async fn unknown_names_are_cached_as_absent() {
+    let app = spawn_app().await;
+
+    let first = get_profile(&app, "nobody_here").await;
+    let second = get_profile(&app, "nobody_here").await;
+
+    assert_eq!(first, (404, json!("NotFound")));
+    assert_eq!(second, (404, json!("NotFound")));
+    assert_eq!(app.metric("folio_profile_db_queries_total").await, 1);
+}
+
+#[tokio::test]
+async fn invalid_fields_are_reported_each_and_nothing_is_saved() {
+    let app = spawn_app().await;
+    let cookie = app.register("frank").await;
+    let (_, before) = get_profile(&app, "frank").await;
+
+    let long_bio = "a".repeat(501);
+    let edit = Edit {
+        display_name: "   ",
+        bio: &long_bio,
+        avatar_url: "http://x.com/a.png",
+        location: "Berlin",
+        website: "https://frank.example.org",
+    };
+    let (status, body) = update(&app, &cookie, &edit, 1).await;
+
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        error_fields(&body),
+        vec!["avatar_url", "bio", "display_name"],
+        "{body}"
+    );
+    assert_eq!(get_profile(&app, "frank").await, (200, before));
+    let (status, mine) = status_and_json(app.call("my_profile", &[], &cookie).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(mine["version"], 1);
+}
+
+#[tokio::test]
+async fn a_bio_of_500_non_ascii_characters_is_accepted() {
+    let app = spawn_app().await;
+    let cookie = app.register("frank").await;
+    let bio = "é".repeat(500);
+
+    let (status, body) = update(&app, &cookie, &Edit { bio: &bio, ..PLAIN }, 1).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get_profile(&app, "frank").await.1["bio"], json!(bio));
+}
+
+#[tokio::test]
+async fn a_stale_version_is_a_conflict() {
+    let app = spawn_app().await;
+    let cookie = app.register("frank").await;
+
+    let (first, _) = update(
+        &app,
+        &cookie,
+        &Edit {
+            display_name: "First tab",
+            ..PLAIN
+        },
+        1,
+    )
+    .await;
+    let (second, body) = update(
+        &app,
+        &cookie,
+        &Edit {
+            display_name: "Second tab",
+            ..PLAIN
+        },
+        1,
+    )
+    .await;
+
+    assert_eq!(first, 200);
+    assert_eq!(second, 409, "{body}");
+    assert_eq!(body, json!({ "Conflict": { "current_version": 2 } }));
+    assert_eq!(
+        get_profile(&app, "frank").await.1["display_name"],
+        "First tab"
+    );
+}
+
+#[tokio::test]
+async fn a_user_can_only_edit_their_own_profile() {
+    let app = spawn_app().await;
+    app.register("alice").await;
+    let bob = app.register("bob").await;
+    let (_, alice_before) = get_profile(&app, "alice").await;
+
+    let (status, saved) = update(
+        &app,
+        &bob,
+        &Edit {
+            display_name: "Hacked",
+            bio: "pwned",
+            ..PLAIN
+        },
+        1,
+    )
+    .await;
+
+    assert_eq!(status, 200);
+    assert_eq!(saved["username"], "bob");
+    assert_eq!(get_profile(&app, "alice").await, (200, alice_before));
+    assert_eq!(get_profile(&app, "bob").await.1["display_name"], "Hacked");
+}
+
+#[tokio::test]
+async fn a_cold_stampede_queries_postgres_once() {
+    let app = spawn_app().await;
+    app.register("frank").await;
+
+    let form = [("username", "frank")];
+    let anonymous = Cookie::default();
+    let reads = (0..200).map(|_| app.call("get_profile", &form, &anonymous));
+    let responses = futures::future::join_all(reads).await;
+
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(app.metric("folio_profile_db_queries_total").await, 1);
+}
+
+/// A redis-server of our own, killed however the test ends.
+struct RedisProcess {
+    child: Child,
+    port: u16,
+}
+
+impl RedisProcess {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let process = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !process.answers_ping() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on {port} never answered PING"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        process
+    }
+
+    fn answers_ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut reply = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test]
+async fn reads_survive_redis_going_away() {
+    let mut redis = RedisProcess::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let app = spawn_app_with(|s| s.redis_url = url).await;
+    app.register("frank").await;
+    let (status, cached) = get_profile(&app, "frank").await;
+    assert_eq!(status, 200);
+
+    redis.kill();
+    assert!(!redis.answers_ping());
+    let (status, profile) = get_profile(&app, "frank").await;
+
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(profile, cached);
+    assert!(app.metric("folio_profile_cache_errors_total").await > 0);
+    assert_eq!(app.metric("folio_profile_db_queries_total").await, 2);
+}
+
+#[tokio::test]
+async fn profile_edits_are_rate_limited() {
+    let app = spawn_app_with(|s| s.service.profile_edits_per_user = Limit::new(2, 60)).await;
+    let cookie = app.register("frank").await;
+
+    assert_eq!(update(&app, &cookie, &PLAIN, 1).await.0, 200);
+    assert_eq!(update(&app, &cookie, &PLAIN, 2).await.0, 200);
+    let (status, body) = update(&app, &cookie, &PLAIN, 3).await;
+
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["RateLimited"]["retry_after_secs"].as_u64().unwrap() > 0,
+        "{body}"
+    );
+    assert_eq!(get_profile(&app, "frank").await.1["version"], 3);
+}
