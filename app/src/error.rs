@@ -28,7 +28,9 @@ impl FieldErrors {
 
     /// Keeps the first message for a field: it is the most specific one.
     pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0.entry(field.to_owned()).or_insert_with(|| message.into());
+        self.0
+            .entry(field.to_owned())
+            .or_insert_with(|| message.into());
     }
 
     pub fn get(&self, field: &str) -> Option<&str> {
@@ -138,9 +140,15 @@ mod tests {
 
     #[test]
     fn rate_limit_message_names_the_wait() {
-        let msg = AppError::RateLimited { retry_after_secs: 90 }.to_string();
+        let msg = AppError::RateLimited {
+            retry_after_secs: 90,
+        }
+        .to_string();
         assert!(msg.contains("2 minutes"), "{msg}");
-        let msg = AppError::RateLimited { retry_after_secs: 5 }.to_string();
+        let msg = AppError::RateLimited {
+            retry_after_secs: 5,
+        }
+        .to_string();
         assert!(msg.contains("5 seconds"), "{msg}");
     }
 

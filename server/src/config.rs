@@ -63,11 +63,25 @@ where
 
 /// `"5/900"`: 5 events per 900 seconds.
 fn limit(name: &'static str, default: Limit) -> Result<Limit, ConfigError> {
-    let Some(value) = var(name) else { return Ok(default) };
-    let invalid = |reason: &str| ConfigError { variable: name, value: value.clone(), reason: reason.to_owned() };
-    let (max, window) = value.split_once('/').ok_or_else(|| invalid("expected MAX/WINDOW_SECS"))?;
-    let max = max.trim().parse().map_err(|_| invalid("MAX is not a number"))?;
-    let window = window.trim().parse().map_err(|_| invalid("WINDOW_SECS is not a number"))?;
+    let Some(value) = var(name) else {
+        return Ok(default);
+    };
+    let invalid = |reason: &str| ConfigError {
+        variable: name,
+        value: value.clone(),
+        reason: reason.to_owned(),
+    };
+    let (max, window) = value
+        .split_once('/')
+        .ok_or_else(|| invalid("expected MAX/WINDOW_SECS"))?;
+    let max = max
+        .trim()
+        .parse()
+        .map_err(|_| invalid("MAX is not a number"))?;
+    let window = window
+        .trim()
+        .parse()
+        .map_err(|_| invalid("WINDOW_SECS is not a number"))?;
     Ok(Limit::new(max, window))
 }
 
@@ -90,15 +104,24 @@ impl Settings {
         let cache = var("FOLIO_PROFILE_CACHE").unwrap_or_else(|| "on".to_owned());
         let service = ServiceConfig {
             redis_prefix: var("FOLIO_REDIS_PREFIX").unwrap_or(defaults.redis_prefix),
-            session_idle: Duration::from_secs(parse("FOLIO_SESSION_IDLE_SECS", defaults.session_idle.as_secs())?),
+            session_idle: Duration::from_secs(parse(
+                "FOLIO_SESSION_IDLE_SECS",
+                defaults.session_idle.as_secs(),
+            )?),
             session_absolute: Duration::from_secs(parse(
                 "FOLIO_SESSION_ABSOLUTE_SECS",
                 defaults.session_absolute.as_secs(),
             )?),
-            login_failures_per_account: limit("FOLIO_LOGIN_LIMIT_ACCOUNT", defaults.login_failures_per_account)?,
+            login_failures_per_account: limit(
+                "FOLIO_LOGIN_LIMIT_ACCOUNT",
+                defaults.login_failures_per_account,
+            )?,
             login_failures_per_ip: limit("FOLIO_LOGIN_LIMIT_IP", defaults.login_failures_per_ip)?,
             registrations_per_ip: limit("FOLIO_REGISTER_LIMIT_IP", defaults.registrations_per_ip)?,
-            profile_edits_per_user: limit("FOLIO_PROFILE_EDIT_LIMIT", defaults.profile_edits_per_user)?,
+            profile_edits_per_user: limit(
+                "FOLIO_PROFILE_EDIT_LIMIT",
+                defaults.profile_edits_per_user,
+            )?,
             trusted_proxies,
             profile_cache_enabled: match cache.as_str() {
                 "on" | "true" | "1" => true,
@@ -118,7 +141,9 @@ impl Settings {
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/folio".to_owned()),
             redis_url: var("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
             addr: parse("LEPTOS_SITE_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
-            log_filter: var("FOLIO_LOG").or_else(|| var("RUST_LOG")).unwrap_or_else(|| "info".to_owned()),
+            log_filter: var("FOLIO_LOG")
+                .or_else(|| var("RUST_LOG"))
+                .unwrap_or_else(|| "info".to_owned()),
             log_json: var("FOLIO_LOG_FORMAT").is_some_and(|f| f == "json"),
             db_max_connections: parse("FOLIO_DB_MAX_CONNECTIONS", 10)?,
             service,
@@ -148,6 +173,9 @@ mod tests {
     fn redacts_passwords_in_urls() {
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(redact("postgres://postgres@h/db"), "postgres://postgres@h/db");
+        assert_eq!(
+            redact("postgres://postgres@h/db"),
+            "postgres://postgres@h/db"
+        );
     }
 }

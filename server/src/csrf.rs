@@ -16,7 +16,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 pub async fn reject_cross_site(request: Request, next: Next) -> Response {
-    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
         return next.run(request).await;
     }
     let headers = request.headers();
@@ -25,7 +28,10 @@ pub async fn reject_cross_site(request: Request, next: Next) -> Response {
         None => match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
             None => true,
             Some(origin) => {
-                let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let host = headers
+                    .get(header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
                 let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
                 !host.is_empty() && origin_host == host
             }

@@ -29,12 +29,25 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
     };
     let redis = async {
         let mut redis = state.redis.clone();
-        tokio::time::timeout(PROBE_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut redis))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(
+            PROBE_TIMEOUT,
+            redis::cmd("PING").query_async::<String>(&mut redis),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
     };
     let (postgres, redis) = tokio::join!(postgres, redis);
     let word = |up: bool| if up { "ok" } else { "unavailable" };
-    let status = if postgres && redis { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(Readiness { postgres: word(postgres), redis: word(redis) }))
+    let status = if postgres && redis {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            postgres: word(postgres),
+            redis: word(redis),
+        }),
+    )
 }

@@ -34,7 +34,10 @@ pub enum StartupError {
     #[error("cannot reach Redis at REDIS_URL={url}: {cause}")]
     Redis { url: String, cause: String },
     #[error("cannot listen on LEPTOS_SITE_ADDR={addr}: {cause}")]
-    Bind { addr: SocketAddr, cause: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
 }
 
 /// What the axum handlers can extract: Leptos's options and ours.
@@ -52,15 +55,24 @@ pub struct Application {
 
 async fn connect_postgres(settings: &Settings) -> Result<PgPool, StartupError> {
     let url = redact(&settings.database_url);
-    let failed = |cause: String| StartupError::Postgres { url: url.clone(), cause };
-    let options: PgConnectOptions = settings.database_url.parse().map_err(|e: sqlx::Error| failed(e.to_string()))?;
+    let failed = |cause: String| StartupError::Postgres {
+        url: url.clone(),
+        cause,
+    };
+    let options: PgConnectOptions = settings
+        .database_url
+        .parse()
+        .map_err(|e: sqlx::Error| failed(e.to_string()))?;
     // A statement that runs away is cancelled rather than holding a pool
     // connection (and the request) forever.
     let options = options.options([("statement_timeout", "5s")]);
-    let exists = tokio::time::timeout(Duration::from_secs(5), Postgres::database_exists(&settings.database_url))
-        .await
-        .map_err(|_| failed("timed out after 5 s".to_owned()))?
-        .map_err(|e| failed(e.to_string()))?;
+    let exists = tokio::time::timeout(
+        Duration::from_secs(5),
+        Postgres::database_exists(&settings.database_url),
+    )
+    .await
+    .map_err(|_| failed("timed out after 5 s".to_owned()))?
+    .map_err(|e| failed(e.to_string()))?;
     if !exists {
         Postgres::create_database(&settings.database_url)
             .await
@@ -76,8 +88,12 @@ async fn connect_postgres(settings: &Settings) -> Result<PgPool, StartupError> {
 
 async fn connect_redis(settings: &Settings) -> Result<ConnectionManager, StartupError> {
     let url = redact(&settings.redis_url);
-    let failed = |cause: String| StartupError::Redis { url: url.clone(), cause };
-    let client = redis::Client::open(settings.redis_url.as_str()).map_err(|e| failed(e.to_string()))?;
+    let failed = |cause: String| StartupError::Redis {
+        url: url.clone(),
+        cause,
+    };
+    let client =
+        redis::Client::open(settings.redis_url.as_str()).map_err(|e| failed(e.to_string()))?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Duration::from_secs(2))
         .set_response_timeout(Duration::from_secs(2))
@@ -118,13 +134,24 @@ impl Application {
         sqlx::migrate!("../migrations")
             .run(&db)
             .await
-            .map_err(|e| StartupError::Migrate { url: redact(&settings.database_url), cause: e.to_string() })?;
+            .map_err(|e| StartupError::Migrate {
+                url: redact(&settings.database_url),
+                cause: e.to_string(),
+            })?;
         let state = AppState::new(db, redis, settings.service.clone()).await;
-        let listener = TcpListener::bind(settings.addr)
-            .await
-            .map_err(|cause| StartupError::Bind { addr: settings.addr, cause })?;
+        let listener =
+            TcpListener::bind(settings.addr)
+                .await
+                .map_err(|cause| StartupError::Bind {
+                    addr: settings.addr,
+                    cause,
+                })?;
         let router = router(state.clone(), leptos_options(&settings));
-        Ok(Self { listener, router, state })
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -144,9 +171,13 @@ impl Application {
         let listener = self.listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        let result = axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown_signal())
-            .await;
+        let result = axum::serve(
+            listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
         self.state.db.close().await;
         tracing::info!("stopped");
         result
@@ -175,7 +206,10 @@ fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         let state = state.clone();
         move || provide_context(state.clone())
     };
-    let router_state = RouterState { leptos_options: leptos_options.clone(), app: state };
+    let router_state = RouterState {
+        leptos_options: leptos_options.clone(),
+        app: state,
+    };
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -40,110 +40,154 @@ pub struct Profile {
 /// How many people have signed up (the home page's live number).
 #[server(endpoint = "count_users")]
 pub async fn count_users() -> Result<i64, AppError> {
-    ssr::respond(async {
-        let state = ssr::state()?;
-        Ok(sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&state.db).await?)
-    }.await)
+    ssr::respond(
+        async {
+            let state = ssr::state()?;
+            Ok(sqlx::query_scalar("SELECT count(*) FROM users")
+                .fetch_one(&state.db)
+                .await?)
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "register")]
-pub async fn register(username: String, email: String, password: String) -> Result<SignedInUser, AppError> {
-    ssr::respond(async {
-        let state = ssr::state()?;
-        let form = ssr::accounts::Registration::parse(&username, &email, &password)?;
-        let user = ssr::accounts::register(&state, form).await?;
-        leptos_axum::redirect("/");
-        Ok(user)
-    }.await)
+pub async fn register(
+    username: String,
+    email: String,
+    password: String,
+) -> Result<SignedInUser, AppError> {
+    ssr::respond(
+        async {
+            let state = ssr::state()?;
+            let form = ssr::accounts::Registration::parse(&username, &email, &password)?;
+            let user = ssr::accounts::register(&state, form).await?;
+            leptos_axum::redirect("/");
+            Ok(user)
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "login")]
 pub async fn login(identifier: String, password: String) -> Result<SignedInUser, AppError> {
-    ssr::respond(async {
-        let state = ssr::state()?;
-        let user = ssr::accounts::login(&state, &identifier, &password).await?;
-        leptos_axum::redirect("/");
-        Ok(user)
-    }.await)
+    ssr::respond(
+        async {
+            let state = ssr::state()?;
+            let user = ssr::accounts::login(&state, &identifier, &password).await?;
+            leptos_axum::redirect("/");
+            Ok(user)
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "logout")]
 pub async fn logout() -> Result<(), AppError> {
-    ssr::respond(async {
-        let state = ssr::state()?;
-        ssr::accounts::logout(&state).await?;
-        leptos_axum::redirect("/");
-        Ok(())
-    }.await)
+    ssr::respond(
+        async {
+            let state = ssr::state()?;
+            ssr::accounts::logout(&state).await?;
+            leptos_axum::redirect("/");
+            Ok(())
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "current_user")]
 pub async fn current_user() -> Result<Option<SignedInUser>, AppError> {
-    ssr::respond(async {
-        let state = ssr::state()?;
-        Ok(ssr::current_session(&state)
-            .await?
-            .map(|s| SignedInUser { username: s.username }))
-    }.await)
+    ssr::respond(
+        async {
+            let state = ssr::state()?;
+            Ok(ssr::current_session(&state).await?.map(|s| SignedInUser {
+                username: s.username,
+            }))
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "list_sessions")]
 pub async fn list_sessions() -> Result<Vec<SessionInfo>, AppError> {
-    ssr::respond(async {
-        let state = ssr::state()?;
-        let session = ssr::require_user(&state).await?;
-        ssr::accounts::list_sessions(&state, &session).await
-    }.await)
+    ssr::respond(
+        async {
+            let state = ssr::state()?;
+            let session = ssr::require_user(&state).await?;
+            ssr::accounts::list_sessions(&state, &session).await
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "revoke_session")]
 pub async fn revoke_session(id: String) -> Result<(), AppError> {
-    ssr::respond(async {
-        let state = ssr::state()?;
-        let session = ssr::require_user(&state).await?;
-        ssr::accounts::revoke_session(&state, &session, &id).await
-    }.await)
+    ssr::respond(
+        async {
+            let state = ssr::state()?;
+            let session = ssr::require_user(&state).await?;
+            ssr::accounts::revoke_session(&state, &session, &id).await
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "logout_everywhere")]
 pub async fn logout_everywhere() -> Result<u64, AppError> {
-    ssr::respond(async {
-        let state = ssr::state()?;
-        let session = ssr::require_user(&state).await?;
-        let ended = ssr::accounts::logout_everywhere(&state, &session).await?;
-        leptos_axum::redirect("/signin");
-        Ok(ended)
-    }.await)
+    ssr::respond(
+        async {
+            let state = ssr::state()?;
+            let session = ssr::require_user(&state).await?;
+            let ended = ssr::accounts::logout_everywhere(&state, &session).await?;
+            leptos_axum::redirect("/signin");
+            Ok(ended)
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "change_password")]
-pub async fn change_password(current_password: String, new_password: String) -> Result<(), AppError> {
-    ssr::respond(async {
-        let state = ssr::state()?;
-        let session = ssr::require_user(&state).await?;
-        ssr::accounts::change_password(&state, &session, &current_password, &new_password).await?;
-        ssr::context::redirect_form_post("/account?password_changed=1");
-        Ok(())
-    }.await)
+pub async fn change_password(
+    current_password: String,
+    new_password: String,
+) -> Result<(), AppError> {
+    ssr::respond(
+        async {
+            let state = ssr::state()?;
+            let session = ssr::require_user(&state).await?;
+            ssr::accounts::change_password(&state, &session, &current_password, &new_password)
+                .await?;
+            ssr::context::redirect_form_post("/account?password_changed=1");
+            Ok(())
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "get_profile")]
 pub async fn get_profile(username: String) -> Result<Profile, AppError> {
-    ssr::respond(async {
-        let state = ssr::state()?;
-        // A name that cannot exist is not looked up anywhere.
-        let username = crate::domain::Username::parse(&username).map_err(|_| AppError::NotFound)?;
-        ssr::profiles::get(&state, &username).await
-    }.await)
+    ssr::respond(
+        async {
+            let state = ssr::state()?;
+            // A name that cannot exist is not looked up anywhere.
+            let username =
+                crate::domain::Username::parse(&username).map_err(|_| AppError::NotFound)?;
+            ssr::profiles::get(&state, &username).await
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "my_profile")]
 pub async fn my_profile() -> Result<Profile, AppError> {
-    ssr::respond(async {
-        let state = ssr::state()?;
-        let session = ssr::require_user(&state).await?;
-        ssr::profiles::own(&state, &session).await
-    }.await)
+    ssr::respond(
+        async {
+            let state = ssr::state()?;
+            let session = ssr::require_user(&state).await?;
+            ssr::profiles::own(&state, &session).await
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "update_profile")]
@@ -155,13 +199,22 @@ pub async fn update_profile(
     website: String,
     expected_version: i32,
 ) -> Result<Profile, AppError> {
-    ssr::respond(async {
-        let state = ssr::state()?;
-        let session = ssr::require_user(&state).await?;
-        let form = crate::domain::ProfileForm { display_name, bio, avatar_url, location, website };
-        let update = crate::domain::ProfileUpdate::parse(&form)?;
-        let profile = ssr::profiles::update(&state, &session, update, expected_version).await?;
-        ssr::context::redirect_form_post("/settings/profile?saved=1");
-        Ok(profile)
-    }.await)
+    ssr::respond(
+        async {
+            let state = ssr::state()?;
+            let session = ssr::require_user(&state).await?;
+            let form = crate::domain::ProfileForm {
+                display_name,
+                bio,
+                avatar_url,
+                location,
+                website,
+            };
+            let update = crate::domain::ProfileUpdate::parse(&form)?;
+            let profile = ssr::profiles::update(&state, &session, update, expected_version).await?;
+            ssr::context::redirect_form_post("/settings/profile?saved=1");
+            Ok(profile)
+        }
+        .await,
+    )
 }

@@ -16,7 +16,7 @@ impl Username {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let name = raw.trim().to_lowercase();
         let len = char_count(&name);
-        if len < Self::MIN || len > Self::MAX {
+        if !(Self::MIN..=Self::MAX).contains(&len) {
             return Err(format!(
                 "Username must be {}–{} characters.",
                 Self::MIN,
@@ -128,10 +128,16 @@ impl Password {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let len = char_count(raw);
         if len < Self::MIN {
-            return Err(format!("Password must be at least {} characters.", Self::MIN));
+            return Err(format!(
+                "Password must be at least {} characters.",
+                Self::MIN
+            ));
         }
         if len > Self::MAX {
-            return Err(format!("Password must be at most {} characters.", Self::MAX));
+            return Err(format!(
+                "Password must be at most {} characters.",
+                Self::MAX
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -159,7 +165,15 @@ mod tests {
 
     #[test]
     fn usernames_reject_bad_shapes() {
-        for bad in ["ab", "a".repeat(31).as_str(), "al ice", "alice!", "ålice", "al-ice", ""] {
+        for bad in [
+            "ab",
+            "a".repeat(31).as_str(),
+            "al ice",
+            "alice!",
+            "ålice",
+            "al-ice",
+            "",
+        ] {
             assert!(Username::parse(bad).is_err(), "{bad:?} should be rejected");
         }
         assert!(Username::parse(&"a".repeat(30)).is_ok());
@@ -167,16 +181,34 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(Email::parse(" Bob@Example.COM ").unwrap().as_str(), "bob@example.com");
-        for bad in ["", "bob", "bob@", "@x.com", "bob@localhost", "bo b@x.com", "bob@x..com", "a@b@c.com"] {
+        assert_eq!(
+            Email::parse(" Bob@Example.COM ").unwrap().as_str(),
+            "bob@example.com"
+        );
+        for bad in [
+            "",
+            "bob",
+            "bob@",
+            "@x.com",
+            "bob@localhost",
+            "bo b@x.com",
+            "bob@x..com",
+            "a@b@c.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }
 
     #[test]
     fn login_identifier_picks_the_kind() {
-        assert!(matches!(LoginIdentifier::parse("bob@x.com"), Ok(LoginIdentifier::Email(_))));
-        assert!(matches!(LoginIdentifier::parse("Bob"), Ok(LoginIdentifier::Username(_))));
+        assert!(matches!(
+            LoginIdentifier::parse("bob@x.com"),
+            Ok(LoginIdentifier::Email(_))
+        ));
+        assert!(matches!(
+            LoginIdentifier::parse("Bob"),
+            Ok(LoginIdentifier::Username(_))
+        ));
         assert!(LoginIdentifier::parse(" ").is_err());
     }
 

@@ -53,7 +53,10 @@ fn parse_url(raw: &str, label: &str, schemes: &[&str], max: usize) -> Result<Str
     if !host_ok {
         return Err(format!("{label} must be a valid web address."));
     }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '<' | '>')) {
+    if url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '<' | '>'))
+    {
         return Err(format!("{label} must not contain spaces or quotes."));
     }
     Ok(url.to_owned())
@@ -131,7 +134,13 @@ impl ProfileUpdate {
         let website = errors.check("website", optional(&form.website, Website::parse));
         match (display_name, bio, avatar_url, location, website) {
             (Some(display_name), Some(bio), Some(avatar_url), Some(location), Some(website)) => {
-                Ok(Self { display_name, bio, avatar_url, location, website })
+                Ok(Self {
+                    display_name,
+                    bio,
+                    avatar_url,
+                    location,
+                    website,
+                })
             }
             _ => Err(errors),
         }

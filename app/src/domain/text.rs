@@ -26,7 +26,9 @@ pub(crate) fn clean(
         });
     }
     if len > max {
-        return Err(format!("{label} must be at most {max} characters (now {len})."));
+        return Err(format!(
+            "{label} must be at most {max} characters (now {len})."
+        ));
     }
     let bad = trimmed
         .chars()

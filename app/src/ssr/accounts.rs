@@ -1,6 +1,6 @@
 //! Sign-up, sign-in and everything that ends sessions.
 
-use crate::api::{SignedInUser, SessionInfo};
+use crate::api::{SessionInfo, SignedInUser};
 use crate::domain::{Email, LoginIdentifier, Password, Username};
 use crate::error::{AppError, FieldErrors};
 
@@ -22,7 +22,11 @@ impl Registration {
         let email = errors.check("email", Email::parse(email));
         let password = errors.check("password", Password::parse(password));
         match (username, email, password) {
-            (Some(username), Some(email), Some(password)) => Ok(Self { username, email, password }),
+            (Some(username), Some(email), Some(password)) => Ok(Self {
+                username,
+                email,
+                password,
+            }),
             _ => Err(errors.into()),
         }
     }
@@ -36,7 +40,8 @@ fn taken(error: sqlx::Error) -> AppError {
                 return FieldErrors::single("username", "This username is taken.").into()
             }
             Some("users_email_key") => {
-                return FieldErrors::single("email", "An account with this email already exists.").into()
+                return FieldErrors::single("email", "An account with this email already exists.")
+                    .into()
             }
             _ => {}
         }
@@ -64,9 +69,20 @@ async fn start_session(state: &AppState, user_id: i64, username: &str) -> Result
 
 pub async fn register(state: &AppState, form: Registration) -> Result<SignedInUser, AppError> {
     let ip = client_ip(state);
-    rate_limit::require(state, &format!("register:ip:{ip}"), state.config.registrations_per_ip).await?;
-    let context = vec![form.username.as_str().to_owned(), form.email.as_str().to_owned()];
-    state.passwords.check_strength(&form.password, context).await??;
+    rate_limit::require(
+        state,
+        &format!("register:ip:{ip}"),
+        state.config.registrations_per_ip,
+    )
+    .await?;
+    let context = vec![
+        form.username.as_str().to_owned(),
+        form.email.as_str().to_owned(),
+    ];
+    state
+        .passwords
+        .check_strength(&form.password, context)
+        .await??;
     let hash = state.passwords.hash(&form.password).await?;
 
     let mut tx = state.db.begin().await?;
@@ -88,10 +104,16 @@ pub async fn register(state: &AppState, form: Registration) -> Result<SignedInUs
     tracing::info!(user_id, "account created");
 
     start_session(state, user_id, form.username.as_str()).await?;
-    Ok(SignedInUser { username: form.username.as_str().to_owned() })
+    Ok(SignedInUser {
+        username: form.username.as_str().to_owned(),
+    })
 }
 
-pub async fn login(state: &AppState, identifier: &str, password: &str) -> Result<SignedInUser, AppError> {
+pub async fn login(
+    state: &AppState,
+    identifier: &str,
+    password: &str,
+) -> Result<SignedInUser, AppError> {
     let mut errors = FieldErrors::new();
     if identifier.trim().is_empty() {
         errors.add("identifier", "Enter your username or email.");
@@ -111,7 +133,12 @@ pub async fn login(state: &AppState, identifier: &str, password: &str) -> Result
     let password = Password::parse(password).ok();
 
     let ip = client_ip(state);
-    let ip_slot = rate_limit::require(state, &format!("login:ip:{ip}"), state.config.login_failures_per_ip).await?;
+    let ip_slot = rate_limit::require(
+        state,
+        &format!("login:ip:{ip}"),
+        state.config.login_failures_per_ip,
+    )
+    .await?;
     let account_slot = match rate_limit::require(
         state,
         &format!("login:account:{account_key}"),
@@ -143,7 +170,8 @@ pub async fn login(state: &AppState, identifier: &str, password: &str) -> Result
     };
     // A password outside the length policy cannot be anyone's; still verify
     // something so the timing does not say so.
-    let candidate = password.unwrap_or_else(|| Password::parse("x-never-a-valid-password").expect("valid length"));
+    let candidate = password
+        .unwrap_or_else(|| Password::parse("x-never-a-valid-password").expect("valid length"));
     let stored = row.as_ref().map(|(_, _, hash)| hash.clone());
     let verdict = state.passwords.verify(&candidate, stored).await?;
     let Some((user_id, username, _)) = row.filter(|_| verdict.ok) else {
@@ -204,9 +232,12 @@ pub async fn change_password(
             .bind(session.user_id)
             .fetch_one(&state.db)
             .await?;
-    let current = Password::parse(current).unwrap_or_else(|_| Password::parse("x-never-a-valid-password").expect("valid"));
+    let current = Password::parse(current)
+        .unwrap_or_else(|_| Password::parse("x-never-a-valid-password").expect("valid"));
     if !state.passwords.verify(&current, Some(hash)).await?.ok {
-        return Err(FieldErrors::single("current_password", "Your current password is incorrect.").into());
+        return Err(
+            FieldErrors::single("current_password", "Your current password is incorrect.").into(),
+        );
     }
     rate_limit::release(state, slot).await?;
     state
@@ -226,11 +257,18 @@ pub async fn change_password(
         .execute(&state.db)
         .await?;
     let ended = sessions::destroy_all(state, session.user_id, Some(&session.id)).await?;
-    tracing::info!(user_id = session.user_id, ended, "password changed; other sessions ended");
+    tracing::info!(
+        user_id = session.user_id,
+        ended,
+        "password changed; other sessions ended"
+    );
     Ok(())
 }
 
-pub async fn list_sessions(state: &AppState, session: &Session) -> Result<Vec<SessionInfo>, AppError> {
+pub async fn list_sessions(
+    state: &AppState,
+    session: &Session,
+) -> Result<Vec<SessionInfo>, AppError> {
     Ok(sessions::list(state, session.user_id)
         .await?
         .into_iter()

@@ -130,9 +130,10 @@ pub fn clear_session_cookie() {
 }
 
 fn append_cookie(cookie: String) {
-    if let (Some(response), Ok(value)) =
-        (use_context::<ResponseOptions>(), HeaderValue::from_str(&cookie))
-    {
+    if let (Some(response), Ok(value)) = (
+        use_context::<ResponseOptions>(),
+        HeaderValue::from_str(&cookie),
+    ) {
         response.append_header(SET_COOKIE, value);
     }
 }

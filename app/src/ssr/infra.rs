@@ -6,7 +6,10 @@ use crate::error::AppError;
 fn is_transient_db(error: &sqlx::Error) -> bool {
     matches!(
         error,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
     ) || matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("57014"))
 }
 

@@ -46,10 +46,13 @@ pub struct PasswordHasher {
 
 impl PasswordHasher {
     pub async fn new() -> Self {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let dummy_hash = tokio::task::spawn_blocking(|| hash_now("folio-dummy-password-for-timing"))
-            .await
-            .expect("hashing a constant cannot fail");
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let dummy_hash =
+            tokio::task::spawn_blocking(|| hash_now("folio-dummy-password-for-timing"))
+                .await
+                .expect("hashing a constant cannot fail");
         Self {
             permits: Arc::new(Semaphore::new(cores)),
             waiting: Arc::new(AtomicUsize::new(0)),
@@ -62,7 +65,10 @@ impl PasswordHasher {
         self.waiting.load(Ordering::Relaxed)
     }
 
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AppError> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let permit = self.permits.clone().acquire_owned().await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -84,16 +90,29 @@ impl PasswordHasher {
 
     /// Verifies against `stored`, or against the dummy hash when there is no
     /// account (the answer is then always "no").
-    pub async fn verify(&self, password: &Password, stored: Option<String>) -> Result<Verified, AppError> {
+    pub async fn verify(
+        &self,
+        password: &Password,
+        stored: Option<String>,
+    ) -> Result<Verified, AppError> {
         let password = password.expose().to_owned();
         let exists = stored.is_some();
         let phc = stored.unwrap_or_else(|| self.dummy_hash.as_ref().clone());
         self.run(move || {
             let Ok(parsed) = PasswordHash::new(&phc) else {
-                return Verified { ok: false, needs_rehash: false };
+                return Verified {
+                    ok: false,
+                    needs_rehash: false,
+                };
             };
-            let ok = argon2().verify_password(password.as_bytes(), &parsed).is_ok() && exists;
-            Verified { ok, needs_rehash: ok && is_outdated(&parsed) }
+            let ok = argon2()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+                && exists;
+            Verified {
+                ok,
+                needs_rehash: ok && is_outdated(&parsed),
+            }
         })
         .await
     }
@@ -161,7 +180,11 @@ mod tests {
 
     #[test]
     fn weaker_hashes_are_flagged_for_rehash() {
-        let weak = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(4096, 1, 1, None).unwrap());
+        let weak = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(4096, 1, 1, None).unwrap(),
+        );
         let salt = SaltString::generate(&mut OsRng);
         let phc = weak.hash_password(b"pw", &salt).unwrap().to_string();
         assert!(is_outdated(&PasswordHash::new(&phc).unwrap()));

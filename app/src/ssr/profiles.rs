@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 use rand::{Rng, RngCore};
+use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
 
@@ -66,7 +67,11 @@ pub struct ProfileCache {
 
 impl ProfileCache {
     pub fn new(config: Arc<ServiceConfig>) -> Self {
-        Self { config, inflight: Arc::default(), stats: Arc::default() }
+        Self {
+            config,
+            inflight: Arc::default(),
+            stats: Arc::default(),
+        }
     }
 
     fn jittered_ttl(&self) -> Duration {
@@ -88,15 +93,10 @@ pub async fn get(state: &AppState, username: &Username) -> Result<Profile, AppEr
     let name = username.as_str();
     if state.config.profile_cache_enabled {
         let mut redis = state.redis.clone();
-        match redis.get::<_, Option<String>>(cache_key(state, name)).await {
-            Ok(Some(raw)) => {
-                if let Ok(cached) = serde_json::from_str::<Cached>(&raw) {
-                    state.profiles.stats.hits.fetch_add(1, Ordering::Relaxed);
-                    return match cached {
-                        Cached::Present(profile) => Ok(profile),
-                        Cached::Absent => Err(AppError::NotFound),
-                    };
-                }
+        match read_cached(&mut redis, &cache_key(state, name)).await {
+            Ok(Some(cached)) => {
+                state.profiles.stats.hits.fetch_add(1, Ordering::Relaxed);
+                return cached.ok_or(AppError::NotFound);
             }
             Ok(None) => {}
             Err(error) => redis_failed(state, &error, "get"),
@@ -108,7 +108,11 @@ pub async fn get(state: &AppState, username: &Username) -> Result<Profile, AppEr
 
 async fn single_flight(state: &AppState, name: &str) -> Result<Option<Profile>, AppError> {
     let (load, leader) = {
-        let mut inflight = state.profiles.inflight.lock().expect("inflight map poisoned");
+        let mut inflight = state
+            .profiles
+            .inflight
+            .lock()
+            .expect("inflight map poisoned");
         match inflight.get(name) {
             Some(load) => (load.clone(), false),
             None => {
@@ -120,7 +124,12 @@ async fn single_flight(state: &AppState, name: &str) -> Result<Option<Profile>, 
     };
     let result = load.await;
     if leader {
-        state.profiles.inflight.lock().expect("inflight map poisoned").remove(name);
+        state
+            .profiles
+            .inflight
+            .lock()
+            .expect("inflight map poisoned")
+            .remove(name);
     }
     result
 }
@@ -156,15 +165,8 @@ async fn fill(state: AppState, name: String) -> Result<Option<Profile>, AppError
             let deadline = tokio::time::Instant::now() + LOCK_WAIT;
             while tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(LOCK_POLL).await;
-                match redis.get::<_, Option<String>>(&key).await {
-                    Ok(Some(raw)) => {
-                        if let Ok(cached) = serde_json::from_str::<Cached>(&raw) {
-                            return Ok(match cached {
-                                Cached::Present(profile) => Some(profile),
-                                Cached::Absent => None,
-                            });
-                        }
-                    }
+                match read_cached(&mut redis, &key).await {
+                    Ok(Some(cached)) => return Ok(cached),
                     Ok(None) => {}
                     Err(error) => {
                         redis_failed(&state, &error, "poll");
@@ -177,44 +179,103 @@ async fn fill(state: AppState, name: String) -> Result<Option<Profile>, AppError
         Ok(Some(_)) => {}
     }
 
+    // The previous holder may have filled the cache between our miss and our
+    // lock: look once more before going to Postgres.
+    if let Ok(Some(cached)) = read_cached(&mut redis, &key).await {
+        release_lock(&state, &mut redis, &lock_key, &owner).await;
+        return Ok(cached);
+    }
     let result = query(&state, &name).await;
     if let Ok(found) = &result {
         let (value, ttl) = match found {
-            Some(profile) => (Cached::Present(profile.clone()), state.profiles.jittered_ttl()),
+            Some(profile) => (
+                Cached::Present(profile.clone()),
+                state.profiles.jittered_ttl(),
+            ),
             None => (Cached::Absent, state.config.profile_absent_ttl),
         };
         if let Ok(body) = serde_json::to_string(&value) {
-            let written: Result<(), _> = redis
-                .pset_ex(&key, body, ttl.as_millis() as u64)
-                .await;
+            let written: Result<(), _> = redis.pset_ex(&key, body, ttl.as_millis() as u64).await;
             if let Err(error) = written {
                 redis_failed(&state, &error, "set");
             }
         }
     }
-    let released: Result<i64, _> = RELEASE_LOCK.key(&lock_key).arg(&owner).invoke_async(&mut redis).await;
-    if let Err(error) = released {
-        redis_failed(&state, &error, "unlock");
-    }
+    release_lock(&state, &mut redis, &lock_key, &owner).await;
     result
 }
 
-const SELECT_PROFILE: &str = "SELECT u.username, u.display_name, p.bio, p.avatar_url, p.location, p.website, p.version
+/// A cached entry: `Some(Some(profile))`, `Some(None)` for a cached absence,
+/// `None` for a miss (or an unreadable entry, which the fill overwrites).
+async fn read_cached(
+    redis: &mut ConnectionManager,
+    key: &str,
+) -> Result<Option<Option<Profile>>, redis::RedisError> {
+    let raw: Option<String> = redis.get(key).await?;
+    Ok(raw
+        .and_then(|raw| serde_json::from_str::<Cached>(&raw).ok())
+        .map(|cached| match cached {
+            Cached::Present(profile) => Some(profile),
+            Cached::Absent => None,
+        }))
+}
+
+/// Deletes the lock only if it is still ours (it may have expired and been
+/// taken by another instance meanwhile).
+async fn release_lock(
+    state: &AppState,
+    redis: &mut ConnectionManager,
+    lock_key: &str,
+    owner: &str,
+) {
+    let released: Result<i64, _> = RELEASE_LOCK
+        .key(lock_key)
+        .arg(owner)
+        .invoke_async(redis)
+        .await;
+    if let Err(error) = released {
+        redis_failed(state, &error, "unlock");
+    }
+}
+
+const SELECT_PROFILE: &str =
+    "SELECT u.username, u.display_name, p.bio, p.avatar_url, p.location, p.website, p.version
      FROM users u JOIN profiles p ON p.user_id = u.id";
 
-type ProfileRow = (String, String, String, Option<String>, Option<String>, Option<String>, i32);
+type ProfileRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i32,
+);
 
 fn from_row(row: ProfileRow) -> Profile {
     let (username, display_name, bio, avatar_url, location, website, version) = row;
-    Profile { username, display_name, bio, avatar_url, location, website, version }
+    Profile {
+        username,
+        display_name,
+        bio,
+        avatar_url,
+        location,
+        website,
+        version,
+    }
 }
 
 async fn query(state: &AppState, name: &str) -> Result<Option<Profile>, AppError> {
-    state.profiles.stats.db_queries.fetch_add(1, Ordering::Relaxed);
-    let row: Option<ProfileRow> = sqlx::query_as(&format!("{SELECT_PROFILE} WHERE u.username = $1"))
-        .bind(name)
-        .fetch_optional(&state.db)
-        .await?;
+    state
+        .profiles
+        .stats
+        .db_queries
+        .fetch_add(1, Ordering::Relaxed);
+    let row: Option<ProfileRow> =
+        sqlx::query_as(&format!("{SELECT_PROFILE} WHERE u.username = $1"))
+            .bind(name)
+            .fetch_optional(&state.db)
+            .await?;
     Ok(row.map(from_row))
 }
 
@@ -258,10 +319,11 @@ pub async fn update(
     .await?;
     if bumped.is_none() {
         tx.rollback().await?;
-        let current_version: i32 = sqlx::query_scalar("SELECT version FROM profiles WHERE user_id = $1")
-            .bind(session.user_id)
-            .fetch_one(&state.db)
-            .await?;
+        let current_version: i32 =
+            sqlx::query_scalar("SELECT version FROM profiles WHERE user_id = $1")
+                .bind(session.user_id)
+                .fetch_one(&state.db)
+                .await?;
         return Err(AppError::Conflict { current_version });
     }
     sqlx::query("UPDATE users SET display_name = $1 WHERE id = $2")

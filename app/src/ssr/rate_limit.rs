@@ -73,8 +73,13 @@ pub async fn acquire(state: &AppState, name: &str, limit: Limit) -> Result<Decis
     if allowed == 1 {
         Ok(Decision::Allowed(Slot { key, member }))
     } else {
-        tracing::info!(limiter = name.split(':').next().unwrap_or(""), "rate limit refused");
-        Ok(Decision::Refused { retry_after: Duration::from_millis(retry_ms.max(1000) as u64) })
+        tracing::info!(
+            limiter = name.split(':').next().unwrap_or(""),
+            "rate limit refused"
+        );
+        Ok(Decision::Refused {
+            retry_after: Duration::from_millis(retry_ms.max(1000) as u64),
+        })
     }
 }
 

@@ -197,7 +197,11 @@ pub async fn list(state: &AppState, user_id: i64) -> Result<Vec<Session>, AppErr
 
 /// Ends every session of the user except `keep` (the caller's own, when a
 /// password change should not sign out the device that made it).
-pub async fn destroy_all(state: &AppState, user_id: i64, keep: Option<&str>) -> Result<u64, AppError> {
+pub async fn destroy_all(
+    state: &AppState,
+    user_id: i64,
+    keep: Option<&str>,
+) -> Result<u64, AppError> {
     let mut redis = state.redis.clone();
     let index = user_index_key(state, user_id);
     let ids: Vec<String> = redis.smembers(&index).await?;

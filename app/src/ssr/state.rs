@@ -17,7 +17,10 @@ pub struct Limit {
 
 impl Limit {
     pub const fn new(max: u32, window_secs: u64) -> Self {
-        Self { max, window: Duration::from_secs(window_secs) }
+        Self {
+            max,
+            window: Duration::from_secs(window_secs),
+        }
     }
 }
 

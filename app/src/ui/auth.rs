@@ -4,6 +4,7 @@ use leptos_router::components::{Redirect, A};
 
 use super::form::{server_field_error, Field, FormError};
 use super::use_auth;
+use crate::api::{Login, Register};
 use crate::domain::{Email, Password, Username};
 
 fn check_username(s: &str) -> Option<String> {
@@ -31,8 +32,9 @@ fn RedirectIfSignedIn() -> impl IntoView {
 
 #[component]
 pub fn SignUpPage() -> impl IntoView {
-    let action = use_auth().register;
+    let action = ServerAction::<Register>::new();
     let value = action.value();
+    use_auth().refresh_after(value);
     view! {
         <Title text="Sign up"/>
         <RedirectIfSignedIn/>
@@ -59,8 +61,9 @@ pub fn SignUpPage() -> impl IntoView {
 
 #[component]
 pub fn SignInPage() -> impl IntoView {
-    let action = use_auth().login;
+    let action = ServerAction::<Login>::new();
     let value = action.value();
+    use_auth().refresh_after(value);
     view! {
         <Title text="Sign in"/>
         <RedirectIfSignedIn/>

@@ -12,7 +12,7 @@ use leptos_meta::{provide_meta_context, Link, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
-use crate::api::{current_user, SignedInUser, Login, Logout, Register};
+use crate::api::{current_user, Logout, SignedInUser};
 
 /// The HTML document around the app (server side only renders this).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -34,13 +34,26 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 }
 
 /// Who is signed in, shared by the header and every page. Refetched whenever
-/// an action that changes it completes.
+/// sign-in, sign-up or sign-out completes (`changed`).
 #[derive(Clone, Copy)]
 pub struct Auth {
     pub user: Resource<Option<SignedInUser>>,
-    pub login: ServerAction<Login>,
-    pub register: ServerAction<Register>,
     pub logout: ServerAction<Logout>,
+    changed: RwSignal<u64>,
+}
+
+impl Auth {
+    /// Refetches the user after `action` succeeds.
+    pub fn refresh_after<T: Send + Sync + 'static, E: Send + Sync + 'static>(
+        self,
+        value: impl Get<Value = Option<Result<T, E>>> + Send + Sync + 'static,
+    ) {
+        Effect::new(move |_| {
+            if matches!(value.get(), Some(Ok(_))) {
+                self.changed.update(|n| *n += 1);
+            }
+        });
+    }
 }
 
 pub fn use_auth() -> Auth {
@@ -50,14 +63,6 @@ pub fn use_auth() -> Auth {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    let login = ServerAction::<Login>::new();
-    let register = ServerAction::<Register>::new();
-    let logout = ServerAction::<Logout>::new();
-    let user = Resource::new(
-        move || (login.version().get(), register.version().get(), logout.version().get()),
-        |_| async move { current_user().await.ok().flatten() },
-    );
-    provide_context(Auth { user, login, register, logout });
 
     // Browser tests wait for this marker before clicking: it is set by the
     // first effect, which only ever runs once the WASM has hydrated the page.
@@ -72,21 +77,47 @@ pub fn App() -> impl IntoView {
         <Link rel="icon" href="/favicon.svg"/>
         <Title formatter=|title: String| if title.is_empty() { "Folio".to_owned() } else { format!("{title} · Folio") }/>
         <Router>
-            <Header/>
-            <main class="page">
-                <Routes fallback=|| view! { <NotFound/> }>
-                    <Route path=StaticSegment("") view=home::HomePage/>
-                    <Route path=StaticSegment("signup") view=auth::SignUpPage/>
-                    <Route path=StaticSegment("signin") view=auth::SignInPage/>
-                    <Route path=StaticSegment("account") view=account::AccountPage/>
-                    <Route path=(StaticSegment("settings"), StaticSegment("profile")) view=profile::EditProfilePage/>
-                    // Async: a public profile arrives complete (title, meta
-                    // description, 404 status) for crawlers and link previews.
-                    <Route path=(StaticSegment("u"), ParamSegment("username")) view=profile::ProfilePage ssr=SsrMode::Async/>
-                </Routes>
-            </main>
-            <footer class="footer">"Folio · typed RPC, Redis sessions, cache-aside reads"</footer>
+            <Pages/>
         </Router>
+    }
+}
+
+/// Inside the router. Server actions whose errors must show without
+/// JavaScript are made in the pages, under `<Routes>`: that is where the
+/// router provides the error a plain form post brought back in the URL.
+#[component]
+fn Pages() -> impl IntoView {
+    let logout = ServerAction::<Logout>::new();
+    let changed = RwSignal::new(0);
+    let user = Resource::new(
+        move || (changed.get(), logout.version().get()),
+        |_| async move { current_user().await.ok().flatten() },
+    );
+    provide_context(Auth {
+        user,
+        logout,
+        changed,
+    });
+
+    view! {
+        <Header/>
+        <main class="page">
+            // In-order streaming: each Suspense is rendered in place as
+            // its data arrives, so every page (and the signed-in header)
+            // is complete without JavaScript; out-of-order streaming
+            // would need JavaScript to move the late chunks into place.
+            <Routes fallback=|| view! { <NotFound/> }>
+                <Route path=StaticSegment("") view=home::HomePage ssr=SsrMode::InOrder/>
+                <Route path=StaticSegment("signup") view=auth::SignUpPage ssr=SsrMode::InOrder/>
+                <Route path=StaticSegment("signin") view=auth::SignInPage ssr=SsrMode::InOrder/>
+                <Route path=StaticSegment("account") view=account::AccountPage ssr=SsrMode::InOrder/>
+                <Route path=(StaticSegment("settings"), StaticSegment("profile")) view=profile::EditProfilePage ssr=SsrMode::InOrder/>
+                // Async: a public profile arrives complete (title, meta
+                // description, 404 status) for crawlers and link previews.
+                <Route path=(StaticSegment("u"), ParamSegment("username")) view=profile::ProfilePage ssr=SsrMode::Async/>
+            </Routes>
+        </main>
+        <footer class="footer">"Folio · typed RPC, Redis sessions, cache-aside reads"</footer>
     }
 }
 

@@ -45,7 +45,13 @@ pub fn ProfilePage() -> impl IntoView {
 
 #[component]
 fn ProfileView(profile: Profile) -> impl IntoView {
-    let initial = profile.display_name.chars().next().unwrap_or('?').to_uppercase().to_string();
+    let initial = profile
+        .display_name
+        .chars()
+        .next()
+        .unwrap_or('?')
+        .to_uppercase()
+        .to_string();
     view! {
         <Title text=format!("{} (@{})", profile.display_name, profile.username)/>
         <Meta name="description" content=description(&profile)/>
@@ -104,7 +110,11 @@ fn EditProfileLoader() -> impl IntoView {
 }
 
 fn optional(check: fn(&str) -> Result<(), String>, s: &str) -> Option<String> {
-    if s.trim().is_empty() { None } else { check(s).err() }
+    if s.trim().is_empty() {
+        None
+    } else {
+        check(s).err()
+    }
 }
 
 #[component]

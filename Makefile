@@ -1,0 +1,6 @@
+# The two commands of README.md. Everything they need is installed on first use.
+.PHONY: dev test
+dev:
+	./scripts/dev.sh
+test:
+	./scripts/test.sh

@@ -1,0 +1,123 @@
+# Shared by scripts/dev.sh and scripts/test.sh: installs what is missing and
+# finds (or starts) Postgres and Redis. Sourced, not run. Every step is skipped
+# when already satisfied, so a second run costs seconds.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# A build cache outside the clone survives fresh clones (CI) and is shared by
+# every checkout of this machine.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/folio/target}"
+export PATH="$HOME/.cargo/bin:$ROOT/end2end/node_modules/.bin:$PATH"
+
+CARGO_LEPTOS_VERSION=0.3.10
+LOCAL="$ROOT/.local"   # git-ignored: project-local service data
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root to run: $*" >&2; return 1; fi
+}
+
+APT_UPDATED=""
+apt_install() {
+  if [ -z "$APT_UPDATED" ]; then as_root apt-get update -qq; APT_UPDATED=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+
+# --- tools -----------------------------------------------------------------
+
+wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' "$ROOT/Cargo.lock"
+}
+
+ensure_tools() {
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    say "adding the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown
+  fi
+  if ! cargo leptos --version 2>/dev/null | grep -q " $CARGO_LEPTOS_VERSION\$"; then
+    say "installing cargo-leptos $CARGO_LEPTOS_VERSION (about 15 minutes, once)"
+    cargo install cargo-leptos --locked --version "$CARGO_LEPTOS_VERSION"
+  fi
+  # cargo-leptos downloads a wasm-bindgen from the internet unless the exact
+  # version of Cargo.lock is on PATH: install it, so that never happens.
+  local wb; wb="$(wasm_bindgen_version)"
+  if ! wasm-bindgen --version 2>/dev/null | grep -q " $wb\$"; then
+    say "installing wasm-bindgen-cli $wb"
+    cargo install wasm-bindgen-cli --version "$wb" --force
+  fi
+  # Playwright, and binaryen's wasm-opt for release builds, from npm.
+  if [ ! -x end2end/node_modules/.bin/wasm-opt ] || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
+    say "installing npm packages (end2end/)"
+    (cd end2end && npm ci --no-audit --no-fund)
+  fi
+  if [ ! -x /usr/bin/chromium ]; then
+    say "installing Debian's chromium"
+    apt_install chromium
+  fi
+}
+
+# --- services ----------------------------------------------------------------
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+redis_answers() {
+  local reply=""
+  exec 3<>"/dev/tcp/$1/$2" 2>/dev/null || return 1
+  printf 'PING\r\n' >&3
+  read -r -t 2 reply <&3 || true
+  exec 3>&-
+  [[ "$reply" == +PONG* ]]
+}
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+start_local_postgres() {
+  local port=55432 data="$LOCAL/postgres"
+  if [ -z "$(pg_bin)" ]; then say "installing postgresql"; apt_install postgresql; fi
+  local bin; bin="$(pg_bin)"
+  local run=()
+  if [ "$(id -u)" = 0 ]; then run=(runuser -u postgres --); fi  # postgres refuses to run as root
+  if [ ! -f "$data/PG_VERSION" ]; then
+    say "initialising a project-local Postgres in $data"
+    mkdir -p "$data"
+    [ "$(id -u)" = 0 ] && chown -R postgres: "$LOCAL/postgres"
+    "${run[@]}" "$bin/initdb" -D "$data" -A trust -U postgres >/dev/null
+  fi
+  if ! port_open 127.0.0.1 $port; then
+    say "starting the project-local Postgres on 127.0.0.1:$port"
+    "${run[@]}" "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w \
+      -o "-p $port -c listen_addresses=127.0.0.1 -k $data" start >/dev/null
+  fi
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$port/folio"
+}
+
+start_local_redis() {
+  local port=56379 data="$LOCAL/redis"
+  if ! command -v redis-server >/dev/null; then say "installing redis-server"; apt_install redis-server; fi
+  mkdir -p "$data"
+  if ! redis_answers 127.0.0.1 $port; then
+    say "starting the project-local Redis on 127.0.0.1:$port"
+    redis-server --port $port --bind 127.0.0.1 --daemonize yes --dir "$data" \
+      --save "" --appendonly no --logfile "$data/redis.log" --pidfile "$data/redis.pid"
+    for _ in $(seq 50); do redis_answers 127.0.0.1 $port && break; sleep 0.1; done
+  fi
+  export REDIS_URL="redis://127.0.0.1:$port"
+}
+
+# DATABASE_URL / REDIS_URL when set; else the machine's own on 127.0.0.1 when
+# they answer; else project-local ones (data under .local/, loopback only).
+ensure_services() {
+  if [ -z "${DATABASE_URL:-}" ]; then
+    if port_open 127.0.0.1 5432; then export DATABASE_URL="postgres://postgres@127.0.0.1:5432/folio"
+    else start_local_postgres; fi
+  fi
+  if [ -z "${REDIS_URL:-}" ]; then
+    if redis_answers 127.0.0.1 6379; then export REDIS_URL="redis://127.0.0.1:6379"
+    else start_local_redis; fi
+  fi
+  say "Postgres: $DATABASE_URL"
+  say "Redis:    $REDIS_URL"
+}

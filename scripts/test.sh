@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: format, lints (server and browser
+# builds), Rust tests against real Postgres and Redis, then Playwright in
+# headless Chromium against a release build. Exits non-zero on any failure.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+ensure_tools
+ensure_services
+
+say "cargo fmt --check"
+cargo fmt --all --check
+
+say "clippy: ssr build"
+cargo clippy -p app -p server --all-targets --features app/ssr -- -D warnings
+say "clippy: hydrate build (wasm32)"
+cargo clippy -p app -p frontend --target wasm32-unknown-unknown --features app/hydrate -- -D warnings
+
+say "the WASM build must not contain server-only crates"
+forbidden=$(cargo tree -p frontend --target wasm32-unknown-unknown -e normal --prefix none \
+  | grep -E '^(sqlx|redis|argon2|mio|zxcvbn|tokio-postgres) ' || true)
+if [ -n "$forbidden" ]; then echo "server-only crates in the WASM build:"; echo "$forbidden"; exit 1; fi
+
+say "Rust tests"
+cargo test -p app --features ssr
+cargo test -p server
+
+say "release build (cargo leptos)"
+cargo leptos build --release
+
+say "browser tests (Playwright, Chromium)"
+export FOLIO_E2E_DB="folio_e2e_$(date +%s)_$$"
+export FOLIO_SERVER_BIN="$CARGO_TARGET_DIR/release/server"
+export FOLIO_SITE_ROOT="$ROOT/target/site"
+drop_e2e_db() {
+  if command -v psql >/dev/null; then
+    psql "${DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS \"$FOLIO_E2E_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
+}
+trap drop_e2e_db EXIT
+(cd end2end && npx playwright test)
