@@ -1,0 +1,471 @@
+//! Designing for failure (issue 5): the app keeps answering what it can while
+//! Redis or Postgres is down, says "Unavailable" (503) for the rest, and
+//! recovers on its own when the dependency comes back, without a restart.
+//! Every dependency stopped here is an instance of our own on a spare port;
+//! the machine's Postgres and Redis are never touched.
+//!
+//! Also here: the per-IP limiter believes `X-Forwarded-For` only from a
+//! trusted proxy.
+
+#[allow(dead_code)]
+#[path = "api/helpers.rs"]
+mod helpers;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use app::ssr::Limit;
+use serde_json::Value;
+
+use helpers::{
+    session_cookie_from, spawn_app_with, status_and_json, Cookie, TestApp, STRONG_PASSWORD,
+};
+
+/// How long a recovered dependency may take to be used again.
+const RECOVERY: Duration = Duration::from_secs(15);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn port_answers(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300))
+        .is_ok()
+}
+
+// --- a Redis of our own --------------------------------------------------------
+
+struct RedisProcess {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl RedisProcess {
+    fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let process = Self {
+            child: Some(child),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !process.answers_ping() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on {port} never answered PING"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        process
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn answers_ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut reply = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same port (empty: nothing was persisted).
+    fn restart(&mut self) {
+        self.stop();
+        *self = Self::start_on(self.port);
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// --- a Postgres of our own -----------------------------------------------------
+
+/// A throwaway cluster (initdb) in a temp dir, run as the `postgres` user when
+/// we are root (Postgres refuses to run as root). Stopped and deleted on drop.
+struct PostgresProcess {
+    bin: PathBuf,
+    data: PathBuf,
+    dir: PathBuf,
+    port: u16,
+}
+
+fn pg_bin() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("postgres installed under /usr/lib/postgresql")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("pg_ctl").exists())
+        .collect();
+    dirs.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    dirs.pop().expect("a postgres bin dir")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl PostgresProcess {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("folio-pg-{}", uuid::Uuid::new_v4().simple()));
+        let data = dir.join("data");
+        std::fs::create_dir_all(&dir).unwrap();
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:"])
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(status.success(), "chown {dir:?}");
+        }
+        let process = Self {
+            bin: pg_bin(),
+            data,
+            dir,
+            port: free_port(),
+        };
+        let initdb = process
+            .command("initdb")
+            .arg("-D")
+            .arg(&process.data)
+            .args(["-A", "trust", "-U", "postgres"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("initdb runs");
+        assert!(initdb.success(), "initdb failed");
+        process.pg_ctl_start();
+        process
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let path = self.bin.join(tool);
+        if is_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(path);
+            command
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    fn pg_ctl_start(&self) {
+        let status = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .arg("-w")
+            .arg("-o")
+            .arg(format!(
+                "-p {} -c listen_addresses=127.0.0.1 -k {}",
+                self.port,
+                self.dir.display()
+            ))
+            .arg("start")
+            .stdout(Stdio::null())
+            .status()
+            .expect("pg_ctl runs");
+        assert!(status.success(), "pg_ctl start failed");
+    }
+
+    fn stop(&self) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for PostgresProcess {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+// --- calls -----------------------------------------------------------------------
+
+async fn get_profile(app: &TestApp, username: &str) -> (u16, Value) {
+    status_and_json(
+        app.call("get_profile", &[("username", username)], &Cookie::default())
+            .await,
+    )
+    .await
+}
+
+async fn readyz(app: &TestApp) -> (u16, Value) {
+    status_and_json(app.client.get(app.url("/readyz")).send().await.unwrap()).await
+}
+
+async fn try_register(app: &TestApp, username: &str) -> reqwest::Response {
+    app.call(
+        "register",
+        &[
+            ("username", username),
+            ("email", &format!("{username}@example.com")),
+            ("password", STRONG_PASSWORD),
+        ],
+        &Cookie::default(),
+    )
+    .await
+}
+
+async fn update_display_name(app: &TestApp, cookie: &Cookie, name: &str) -> (u16, Value) {
+    let form = [
+        ("display_name", name),
+        ("bio", ""),
+        ("avatar_url", ""),
+        ("location", ""),
+        ("website", ""),
+        ("expected_version", "1"),
+    ];
+    status_and_json(app.call("update_profile", &form, cookie).await).await
+}
+
+/// Polls `attempt` until it answers true, for at most `RECOVERY`.
+async fn eventually<F, Fut>(what: &str, mut attempt: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if attempt().await {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < RECOVERY,
+            "{what}: not recovered after {RECOVERY:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Limits that polling in these tests must never trip.
+fn generous_limits(settings: &mut server::config::Settings) {
+    settings.service.registrations_per_ip = Limit::new(1000, 3600);
+    settings.service.login_failures_per_ip = Limit::new(1000, 900);
+    settings.service.login_failures_per_account = Limit::new(1000, 900);
+}
+
+// --- Redis down ------------------------------------------------------------------
+
+#[tokio::test]
+async fn redis_down_reads_work_writes_say_unavailable_and_it_recovers() {
+    let mut redis = RedisProcess::start();
+    let url = redis.url();
+    let app = spawn_app_with(|s| {
+        s.redis_url = url;
+        generous_limits(s);
+    })
+    .await;
+    let cookie = app.register("frank").await;
+    let (status, cached) = get_profile(&app, "frank").await;
+    assert_eq!(status, 200);
+
+    redis.stop();
+    assert!(!redis.answers_ping());
+
+    // Public reads fall back to Postgres.
+    let (status, profile) = get_profile(&app, "frank").await;
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(profile, cached);
+    let page = app.client.get(app.url("/u/frank")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("frank"));
+
+    // What needs Redis (limiter, sessions) says so, quickly and without detail.
+    let started = Instant::now();
+    let login = app.login("frank", STRONG_PASSWORD).await;
+    assert_eq!(login.status(), 503);
+    assert_eq!(login.text().await.unwrap(), r#""Unavailable""#);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let (status, body) = update_display_name(&app, &cookie, "Frank").await;
+    assert_eq!((status, body), (503, Value::from("Unavailable")));
+
+    let (status, ready) = readyz(&app).await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["redis"], "unavailable");
+    assert_eq!(ready["postgres"], "ok");
+
+    // Redis comes back (empty): the same process recovers by itself.
+    redis.restart();
+    let took = eventually("login after Redis restart", || async {
+        let response = app.login("frank", STRONG_PASSWORD).await;
+        response.status() == 200 && session_cookie_from(&response).is_some()
+    })
+    .await;
+    eprintln!("login worked again {took:?} after Redis restarted");
+    eventually("/readyz after Redis restart", || async {
+        readyz(&app).await.0 == 200
+    })
+    .await;
+    let (_, ready) = readyz(&app).await;
+    assert_eq!(ready["redis"], "ok");
+}
+
+// --- Postgres down ---------------------------------------------------------------
+
+#[tokio::test]
+async fn postgres_down_cached_reads_work_writes_say_unavailable_and_it_recovers() {
+    let postgres = PostgresProcess::start();
+    let database_url = postgres.url("folio");
+    // The helper's Drop drops its own (never created) database on the main
+    // Postgres: harmless. Ours goes with the temp cluster.
+    let app = spawn_app_with(|s| {
+        s.database_url = database_url;
+        generous_limits(s);
+    })
+    .await;
+    app.register("frank").await;
+    let (status, cached) = get_profile(&app, "frank").await;
+    assert_eq!(status, 200);
+
+    postgres.stop();
+    assert!(!port_answers(postgres.port));
+
+    // Cached reads still answer.
+    let (status, profile) = get_profile(&app, "frank").await;
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(profile, cached);
+
+    // A write is refused as Unavailable (retry may help), within a bound.
+    let started = Instant::now();
+    let response = try_register(&app, "grace").await;
+    let took = started.elapsed();
+    let (status, body) = status_and_json(response).await;
+    assert_eq!((status, body), (503, Value::from("Unavailable")));
+    assert!(took < Duration::from_secs(10), "register took {took:?}");
+    // Once more, now that the pool has no connection left to lose.
+    let (status, body) = status_and_json(try_register(&app, "grace").await).await;
+    assert_eq!((status, body), (503, Value::from("Unavailable")));
+
+    let (status, ready) = readyz(&app).await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["postgres"], "unavailable");
+    assert_eq!(ready["redis"], "ok");
+
+    postgres.pg_ctl_start();
+    let took = eventually("register after Postgres restart", || async {
+        let response = try_register(&app, "grace").await;
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(
+            status == 200 || text == r#""Unavailable""#,
+            "while Postgres restarts: {status} {text}"
+        );
+        status == 200
+    })
+    .await;
+    eprintln!("register worked again {took:?} after Postgres restarted");
+    assert_eq!(readyz(&app).await.0, 200);
+    assert_eq!(get_profile(&app, "grace").await.0, 200);
+}
+
+// --- X-Forwarded-For and the per-IP limiter ------------------------------------
+
+async fn register_from(app: &TestApp, username: &str, forwarded_for: &str) -> u16 {
+    app.client
+        .post(app.url("/api/register"))
+        .header("x-forwarded-for", forwarded_for)
+        .form(&[
+            ("username", username),
+            ("email", &format!("{username}@example.com")),
+            ("password", STRONG_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
+    let app = spawn_app_with(|s| {
+        s.service.registrations_per_ip = Limit::new(1, 3600);
+        s.service.trusted_proxies = Vec::new();
+    })
+    .await;
+
+    assert_eq!(register_from(&app, "alice", "203.0.113.1").await, 200);
+    // Another claimed address, same real peer: the same limit.
+    assert_eq!(register_from(&app, "bob", "203.0.113.2").await, 429);
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_gives_each_forwarded_client_its_own_limit() {
+    let app = spawn_app_with(|s| {
+        s.service.registrations_per_ip = Limit::new(1, 3600);
+        s.service.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+
+    assert_eq!(register_from(&app, "alice", "203.0.113.1").await, 200);
+    assert_eq!(register_from(&app, "bob", "203.0.113.2").await, 200);
+    assert_eq!(register_from(&app, "carol", "203.0.113.1").await, 429);
+    // Only the hop the proxy appended counts: a forged first hop does not
+    // buy a fresh window.
+    assert_eq!(
+        register_from(&app, "dave", "198.51.100.7, 203.0.113.2").await,
+        429
+    );
+}
