@@ -38,3 +38,6 @@ drop_e2e_db() {
 }
 trap drop_e2e_db EXIT
 (cd end2end && npx playwright test)
+
+say "cluster: nginx in front of two instances, one killed mid-load"
+./scripts/cluster-test.sh
