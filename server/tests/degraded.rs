@@ -420,6 +420,76 @@ async fn postgres_down_cached_reads_work_writes_say_unavailable_and_it_recovers(
     assert_eq!(get_profile(&app, "grace").await.0, 200);
 }
 
+/// A query waiting in Postgres when it shuts down ends with "terminating
+/// connection due to administrator command" (SQLSTATE 57P01): that is the
+/// database going away, so Unavailable (503), not Internal (500).
+#[tokio::test]
+async fn a_query_in_flight_when_postgres_stops_is_unavailable() {
+    use sqlx::{Connection, Executor};
+
+    let postgres = PostgresProcess::start();
+    let database_url = postgres.url("folio");
+    let app = spawn_app_with(|s| s.database_url = database_url.clone()).await;
+    let cookie = app.register("frank").await;
+
+    // Hold frank's profile row, so that his save waits inside Postgres.
+    let mut blocker = sqlx::PgConnection::connect(&database_url).await.unwrap();
+    blocker.execute("BEGIN").await.unwrap();
+    blocker
+        .execute(
+            "SELECT 1 FROM profiles p JOIN users u ON u.id = p.user_id
+             WHERE u.username = 'frank' FOR UPDATE OF p",
+        )
+        .await
+        .unwrap();
+    let save = {
+        let app_url = app.url("/api/update_profile");
+        let client = app.client.clone();
+        let token = cookie.token().unwrap().to_owned();
+        tokio::spawn(async move {
+            let form = [
+                ("display_name", "Frank"),
+                ("bio", ""),
+                ("avatar_url", ""),
+                ("location", ""),
+                ("website", ""),
+                ("expected_version", "1"),
+            ];
+            client
+                .post(app_url)
+                .header(
+                    reqwest::header::COOKIE,
+                    format!("{}={token}", helpers::SESSION_COOKIE),
+                )
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut blocker)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the save never reached Postgres");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    tokio::task::spawn_blocking(move || {
+        postgres.stop();
+        postgres
+    });
+    let (status, body) = status_and_json(save.await.unwrap()).await;
+    assert_eq!((status, body), (503, Value::from("Unavailable")));
+}
+
 // --- X-Forwarded-For and the per-IP limiter ------------------------------------
 
 async fn register_from(app: &TestApp, username: &str, forwarded_for: &str) -> u16 {
