@@ -4,3 +4,6 @@ dev:
 	./scripts/dev.sh
 test:
 	./scripts/test.sh
+.PHONY: bench
+bench:
+	./scripts/bench.sh

@@ -121,3 +121,15 @@ ensure_services() {
   say "Postgres: $DATABASE_URL"
   say "Redis:    $REDIS_URL"
 }
+
+# --- benchmarks ----------------------------------------------------------------
+
+# wrk drives the load of scripts/bench.sh; brotli (best effort) measures the
+# compressed size of the release assets.
+ensure_wrk() {
+  if ! command -v wrk >/dev/null; then say "installing wrk"; apt_install wrk; fi
+  if ! command -v brotli >/dev/null && ! python3 -c 'import brotli' 2>/dev/null; then
+    say "installing brotli (asset sizes)"
+    apt_install brotli || echo "brotli unavailable: its sizes will read n/a"
+  fi
+}

@@ -41,3 +41,6 @@ trap drop_e2e_db EXIT
 
 say "cluster: nginx in front of two instances, one killed mid-load"
 ./scripts/cluster-test.sh
+
+say "benchmark smoke run (1 s per scenario; results in bench/out/)"
+./scripts/bench.sh --smoke

@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# Benchmarks (`make bench`): seeds a fresh database, starts the release server
+# and drives it with wrk. Prints one Markdown table and writes it to
+# bench/results.md (or bench/out/ with --smoke).
+#
+#   ./scripts/bench.sh                 10 s per scenario, 10 000 users
+#   ./scripts/bench.sh --duration 30   30 s per scenario
+#   ./scripts/bench.sh --smoke         1 s per scenario, 200 users (make test)
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+
+DURATION=10
+USERS=10000
+SMOKE=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) SMOKE=1; DURATION=1; USERS=200 ;;
+    --duration) DURATION="$2"; shift ;;
+    --duration=*) DURATION="${1#*=}" ;;
+    *) echo "usage: $0 [--smoke] [--duration SECS]" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+ensure_tools
+ensure_services
+ensure_wrk
+
+say "release build (cargo leptos)"
+cargo leptos build --release
+
+WORK="$ROOT/bench/out"   # git-ignored
+mkdir -p "$WORK"
+if [ -n "$SMOKE" ]; then RESULTS="$WORK/results.md"; else RESULTS="$ROOT/bench/results.md"; fi
+PORT=3300
+BASE="http://127.0.0.1:$PORT"
+PREFIX="bench:"
+BENCH_DB_URL="${DATABASE_URL%/*}/folio_bench"
+ADMIN_DB_URL="${DATABASE_URL%/*}/postgres"
+PASSWORD="violet-kettle-harbour-93"
+SERVER_PID=""
+PEAK_RSS_KB=0
+
+stop_server() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    local hwm; hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status" 2>/dev/null || echo 0)
+    [ "${hwm:-0}" -gt "$PEAK_RSS_KB" ] && PEAK_RSS_KB=$hwm
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=""
+}
+trap stop_server EXIT
+
+start_server() { # extra VAR=value settings
+  say "starting the release server on $BASE $*"
+  env DATABASE_URL="$BENCH_DB_URL" REDIS_URL="$REDIS_URL" \
+    LEPTOS_OUTPUT_NAME=folio LEPTOS_SITE_ROOT="$ROOT/target/site" LEPTOS_SITE_PKG_DIR=pkg \
+    LEPTOS_SITE_ADDR="127.0.0.1:$PORT" FOLIO_BENCH_ENDPOINTS=on FOLIO_LOG=warn \
+    FOLIO_REDIS_PREFIX="$PREFIX" FOLIO_LOGIN_LIMIT_ACCOUNT=1000000/60 \
+    FOLIO_LOGIN_LIMIT_IP=1000000/60 FOLIO_REGISTER_LIMIT_IP=1000000/60 "$@" \
+    "$CARGO_TARGET_DIR/release/server" >>"$WORK/server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 300); do
+    if curl -fsS "$BASE/readyz" >/dev/null 2>&1; then return 0; fi
+    kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$WORK/server.log"; exit 1; }
+    sleep 0.1
+  done
+  echo "the server did not become ready; see $WORK/server.log" >&2; exit 1
+}
+
+redis_cmd() { redis-cli -u "$REDIS_URL" "$@"; }
+clear_bench_keys() {
+  redis_cmd --scan --pattern "${PREFIX}*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" DEL >/dev/null
+}
+
+# --- database ------------------------------------------------------------------
+say "fresh database folio_bench, $USERS users"
+psql "$ADMIN_DB_URL" -qc 'DROP DATABASE IF EXISTS folio_bench WITH (FORCE)' >/dev/null
+clear_bench_keys
+: >"$WORK/server.log"
+start_server   # creates and migrates folio_bench
+
+# One real registration gives a PHC hash of $PASSWORD that every seeded user shares.
+curl -fsS -o /dev/null -X POST "$BASE/api/register" \
+  --data-urlencode "username=benchseed" --data-urlencode "email=benchseed@example.com" \
+  --data-urlencode "password=$PASSWORD"
+HASH=$(psql "$BENCH_DB_URL" -Atc "SELECT password_hash FROM users WHERE username = 'benchseed'")
+psql "$BENCH_DB_URL" -qv ON_ERROR_STOP=1 -v hash="$HASH" -v n="$USERS" >/dev/null <<'SQL'
+WITH u AS (
+  INSERT INTO users (username, email, password_hash, display_name)
+  SELECT 'user' || i, 'user' || i || '@example.com', :'hash', 'User ' || i
+  FROM generate_series(1, :n) AS i
+  RETURNING id, username
+)
+INSERT INTO profiles (user_id, bio, location, website)
+SELECT id, 'Bio of ' || username || '. Writes about distributed systems and caching.',
+       'Lisbon', 'https://' || username || '.example.org/'
+FROM u;
+SQL
+redis_cmd SET "${PREFIX}bench:ceiling" "ceiling B: one redis GET" >/dev/null
+
+# --- wrk -------------------------------------------------------------------------
+# Shared by every scenario: counts non-2xx answers per thread, and prints one
+# machine-readable line from done().
+cat >"$WORK/common.lua" <<'LUA'
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("thread_id", #threads)
+end
+non2xx = 0
+function response(status, headers, body)
+  if status < 200 or status > 299 then non2xx = non2xx + 1 end
+end
+function done(summary, latency, requests)
+  local bad = 0
+  for _, t in ipairs(threads) do bad = bad + (t:get("non2xx") or 0) end
+  local e = summary.errors
+  io.write(string.format("RESULT rps=%.1f p50_us=%d p99_us=%d non2xx=%d socket=%d requests=%d\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50), latency:percentile(99),
+    bad, e.connect + e.read + e.write + e.timeout, summary.requests))
+end
+LUA
+lua_script() { # name, body
+  { cat "$WORK/common.lua"; printf '%s\n' "$2"; } >"$WORK/$1.lua"
+}
+lua_script get "-- plain GET of the URL"
+lua_script hot "wrk.method = 'POST'
+wrk.body = 'username=user1'
+wrk.headers['Content-Type'] = 'application/x-www-form-urlencoded'"
+lua_script spread "local n = $USERS
+local headers = { ['Content-Type'] = 'application/x-www-form-urlencoded' }
+function init(args) math.randomseed(os.time() * 100 + (thread_id or 0)) end
+function request()
+  return wrk.format('POST', '/api/get_profile', headers, 'username=user' .. math.random(n))
+end"
+lua_script login "local n = $USERS
+local headers = { ['Content-Type'] = 'application/x-www-form-urlencoded' }
+function init(args) math.randomseed(os.time() * 100 + (thread_id or 0)) end
+function request()
+  return wrk.format('POST', '/api/login', headers,
+    'identifier=user' .. math.random(n) .. '&password=$PASSWORD')
+end"
+
+# Each row: scenario|concurrency|rps|p50_us|p99_us|errors
+ROWS="$WORK/rows.txt"; : >"$ROWS"
+run_wrk() { # scenario, concurrency, script, path  -> appends a row, echoes the RESULT line
+  local scenario=$1 conns=$2 script=$3 path=$4 threads=1
+  [ "$conns" -gt 1 ] && threads=2
+  local out
+  out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency -s "$WORK/$script.lua" "$BASE$path")
+  local line; line=$(grep '^RESULT ' <<<"$out" || true)
+  if [ -z "$line" ]; then echo "$out" >&2; echo "wrk printed no result for $scenario" >&2; exit 1; fi
+  local rps p50 p99 bad sock
+  rps=$(sed -E 's/.*rps=([0-9.]+).*/\1/' <<<"$line")
+  p50=$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$line")
+  p99=$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$line")
+  bad=$(sed -E 's/.*non2xx=([0-9]+).*/\1/' <<<"$line")
+  sock=$(sed -E 's/.*socket=([0-9]+).*/\1/' <<<"$line")
+  printf '%s|%s|%s|%s|%s|%s\n' "$scenario" "$conns" "$rps" "$p50" "$p99" "$((bad + sock))" >>"$ROWS"
+  printf '  %-34s c=%-3s %10s req/s  p50 %6s us  p99 %7s us  errors %s\n' "$scenario" "$conns" "$rps" "$p50" "$p99" "$((bad + sock))"
+}
+
+warm_all() {
+  say "warming the cache: every profile read once"
+  python3 - "$PORT" "$USERS" <<'PY'
+import http.client, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+conn = http.client.HTTPConnection("127.0.0.1", port)
+headers = {"Content-Type": "application/x-www-form-urlencoded"}
+for i in range(1, n + 1):
+    conn.request("POST", "/api/get_profile", f"username=user{i}", headers)
+    r = conn.getresponse(); r.read()
+    if r.status != 200:
+        sys.exit(f"user{i}: HTTP {r.status}")
+PY
+}
+
+say "scenarios ($DURATION s each)"
+for c in 1 64; do run_wrk "ceiling A: GET /bench/static" $c get /bench/static; done
+for c in 1 64; do run_wrk "ceiling B: GET /bench/redis" $c get /bench/redis; done
+curl -fsS -o /dev/null -X POST "$BASE/api/get_profile" -d username=user1   # warm the hot key
+for c in 1 64; do run_wrk "get_profile warm, hot key" $c hot /api/get_profile; done
+warm_all
+for c in 1 64; do run_wrk "get_profile warm, spread keys" $c spread /api/get_profile; done
+curl -fsS -o /dev/null "$BASE/u/user1"
+for c in 1 64; do run_wrk "/u/:username SSR page, warm" $c get /u/user1; done
+
+say "login at concurrency 64, /healthz at concurrency 1 meanwhile"
+run_wrk "login (argon2id)" 64 login /api/login &
+LOGIN_PID=$!
+sleep 0.2
+run_wrk "/healthz during login load" 1 get /healthz
+wait "$LOGIN_PID"
+
+stop_server
+start_server FOLIO_PROFILE_CACHE=off
+for c in 1 64; do run_wrk "get_profile, cache off (Postgres)" $c hot /api/get_profile; done
+stop_server
+
+# --- sizes -------------------------------------------------------------------------
+human() { awk -v b="$1" 'BEGIN { printf "%.1f KiB", b / 1024 }'; }
+brotli_size() {
+  if command -v brotli >/dev/null; then brotli -c -q 11 "$1" | wc -c
+  elif python3 -c 'import brotli' 2>/dev/null; then
+    python3 -c 'import brotli,sys; print(len(brotli.compress(open(sys.argv[1],"rb").read(), quality=11)))' "$1"
+  else echo ""; fi
+}
+size_row() { # label, file
+  local raw gz br
+  raw=$(wc -c <"$2"); gz=$(gzip -9 -c "$2" | wc -c); br=$(brotli_size "$2")
+  printf '| %s | %s | %s | %s |\n' "$1" "$(human "$raw")" "$(human "$gz")" "$( [ -n "$br" ] && human "$br" || echo n/a)"
+}
+
+# --- table -------------------------------------------------------------------------
+ms() { awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'; }
+ceiling() { awk -F'|' -v s="$1" -v c="$2" '$1 ~ s && $2 == c { print $3 }' "$ROWS"; }
+{
+  echo "# Folio benchmarks"
+  echo
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "- commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- app server || echo ' (with uncommitted changes)')"
+  echo "- machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2/1048576 }' /proc/meminfo); wrk, the server, Postgres and Redis on the same machine"
+  echo "- $DURATION s per scenario, $USERS seeded users; wrk threads 1 at concurrency 1, 2 at concurrency 64"
+  echo
+  echo "| scenario | concurrency | req/s | p50 | p99 | errors | ratio |"
+  echo "|---|---|---|---|---|---|---|"
+  while IFS='|' read -r scenario conns rps p50 p99 errors; do
+    ratio=""
+    case "$scenario" in
+      get_profile*) ratio=$(awk -v r="$rps" -v c="$(ceiling 'ceiling B' "$conns")" 'BEGIN { if (c > 0) printf "%.2f × B", r / c }') ;;
+      /u/*) ratio=$(awk -v r="$rps" -v c="$(ceiling 'ceiling A' "$conns")" 'BEGIN { if (c > 0) printf "%.2f × A", r / c }') ;;
+    esac
+    printf '| %s | %s | %.0f | %s | %s | %s | %s |\n' "$scenario" "$conns" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$errors" "$ratio"
+  done <"$ROWS"
+  echo
+  echo "Peak RSS of the server (VmHWM, largest of the two server runs): $(awk -v k="$PEAK_RSS_KB" 'BEGIN { printf "%.1f MiB", k / 1024 }')"
+  echo
+  echo "| release asset | raw | gzip -9 | brotli -q 11 |"
+  echo "|---|---|---|---|"
+  for asset in "$ROOT"/target/site/pkg/*.wasm "$ROOT"/target/site/pkg/*.js; do
+    [ -f "$asset" ] && size_row "$(basename "$asset")" "$asset"
+  done
+} >"$RESULTS"
+echo
+cat "$RESULTS"
+say "written to ${RESULTS#$ROOT/}"
