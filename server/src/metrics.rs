@@ -15,9 +15,15 @@ pub async fn render(State(state): State<AppState>) -> String {
     };
     counter(
         "folio_profile_cache_hits_total",
-        "Profile reads answered by Redis.",
+        "Profile reads answered by a cache (in-process or Redis).",
         "counter",
         stats.hits.load(Ordering::Relaxed),
+    );
+    counter(
+        "folio_profile_l1_hits_total",
+        "Of the cache hits, those answered in-process (no Redis).",
+        "counter",
+        stats.l1_hits.load(Ordering::Relaxed),
     );
     counter(
         "folio_profile_cache_misses_total",

@@ -139,6 +139,10 @@ impl Application {
                 cause: e.to_string(),
             })?;
         let state = AppState::new(db, redis, settings.service.clone()).await;
+        // Profile invalidations arrive on a pub/sub connection of their own.
+        if let Ok(client) = redis::Client::open(settings.redis_url.as_str()) {
+            app::ssr::profiles::listen_for_invalidations(&state, client).await;
+        }
         let listener =
             TcpListener::bind(settings.addr)
                 .await

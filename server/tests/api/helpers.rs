@@ -14,6 +14,8 @@ pub struct TestApp {
     pub settings: Settings,
     db_name: String,
     admin_url: String,
+    /// Only the first instance of a database drops it (see `spawn_peer_with`).
+    owns_database: bool,
 }
 
 /// The server part of `DATABASE_URL` (the test database name is ours).
@@ -44,7 +46,15 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.service.redis_prefix = format!("test:{id}:");
     settings.db_max_connections = 5;
     configure(&mut settings);
+    start(settings, db_name, admin_url, true).await
+}
 
+async fn start(
+    settings: Settings,
+    db_name: String,
+    admin_url: String,
+    owns_database: bool,
+) -> TestApp {
     let app = Application::build(settings.clone())
         .await
         .expect("application builds");
@@ -64,6 +74,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         settings,
         db_name,
         admin_url,
+        owns_database,
     }
 }
 
@@ -109,6 +120,23 @@ pub fn set_cookie_header(response: &reqwest::Response) -> Option<String> {
 }
 
 impl TestApp {
+    /// A second instance of the same deployment: same database, same Redis
+    /// and key prefix, its own port and in-process state. `configure` adjusts
+    /// its settings. The first instance drops the database; drop this one
+    /// first.
+    pub async fn spawn_peer_with(&self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = self.settings.clone();
+        settings.addr = "127.0.0.1:0".parse().unwrap();
+        configure(&mut settings);
+        start(
+            settings,
+            self.db_name.clone(),
+            self.admin_url.clone(),
+            false,
+        )
+        .await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
@@ -195,6 +223,9 @@ pub const STRONG_PASSWORD: &str = "violet-kettle-harbour-93";
 impl Drop for TestApp {
     /// Drops the test database (FORCE ends the app's open connections).
     fn drop(&mut self) {
+        if !self.owns_database {
+            return;
+        }
         let admin_url = self.admin_url.clone();
         let db_name = self.db_name.clone();
         let _ = std::thread::spawn(move || {

@@ -255,6 +255,43 @@ async fn a_cold_stampede_queries_postgres_once() {
     assert_eq!(app.metric("folio_profile_db_queries_total").await, 1);
 }
 
+#[tokio::test]
+async fn an_update_on_one_instance_reaches_the_in_process_cache_of_another() {
+    let a = spawn_app().await;
+    // A long in-process TTL: only the invalidation message can refresh B.
+    let b = a
+        .spawn_peer_with(|s| s.service.profile_l1_ttl = Duration::from_secs(600))
+        .await;
+    let cookie = a.register("frank").await;
+    assert_eq!(get_profile(&b, "frank").await.1["display_name"], "frank");
+    assert_eq!(get_profile(&b, "frank").await.1["display_name"], "frank");
+    assert!(
+        b.metric("folio_profile_l1_hits_total").await >= 1,
+        "B answers from its in-process cache"
+    );
+
+    let edit = Edit {
+        display_name: "Frank Zappa",
+        ..PLAIN
+    };
+    let (status, saved) = update(&a, &cookie, &edit, 1).await;
+    assert_eq!(status, 200, "{saved}");
+
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let (status, profile) = get_profile(&b, "frank").await;
+        assert_eq!(status, 200);
+        if profile == saved {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B still serves {profile} a second after the update"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A redis-server of our own, killed however the test ends.
 struct RedisProcess {
     child: Child,
@@ -330,6 +367,18 @@ async fn reads_survive_redis_going_away() {
 
     redis.kill();
     assert!(!redis.answers_ping());
+    // The in-process cache answers until this instance notices that its
+    // invalidation subscription is gone (then it is cleared and bypassed):
+    // what follows is the path without any cache.
+    assert!(app.state.profiles.l1_live());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while app.state.profiles.l1_live() {
+        assert!(
+            Instant::now() < deadline,
+            "the lost subscription went unnoticed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let (status, profile) = get_profile(&app, "frank").await;
 
     assert_eq!(status, 200, "{profile}");
