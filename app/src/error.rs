@@ -88,11 +88,14 @@ pub enum AppError {
 }
 
 fn format_wait(secs: u64) -> String {
+    // Rounded up: "try again in 1 minute" must not be too early.
     match secs {
         0..=1 => "1 second".to_owned(),
         2..=59 => format!("{secs} seconds"),
-        60..=119 => "1 minute".to_owned(),
-        _ => format!("{} minutes", secs.div_ceil(60)),
+        _ => match secs.div_ceil(60) {
+            1 => "1 minute".to_owned(),
+            minutes => format!("{minutes} minutes"),
+        },
     }
 }
 

@@ -18,6 +18,9 @@
 //! | `FOLIO_TRUSTED_PROXIES` | (none) | comma-separated peers whose `X-Forwarded-For` is believed |
 //! | `FOLIO_PROFILE_CACHE` | `on` | `off` reads every profile from Postgres (benchmarks) |
 //! | `FOLIO_DB_MAX_CONNECTIONS` | `10` | Postgres pool size |
+//! | `FOLIO_INSTANCE` | host name | sent as `x-folio-instance` on every response (which instance answered) |
+//! | `FOLIO_METRICS_TOKEN` | (none) | when set, `/metrics` requires `Authorization: Bearer <token>` |
+//! | `FOLIO_BENCH_ENDPOINTS` | `off` | `on` mounts the benchmark's ceiling endpoints under `/bench/` |
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -32,6 +35,9 @@ pub struct Settings {
     pub log_filter: String,
     pub log_json: bool,
     pub db_max_connections: u32,
+    pub bench_endpoints: bool,
+    pub instance: String,
+    pub metrics_token: Option<String>,
     pub service: ServiceConfig,
 }
 
@@ -146,6 +152,11 @@ impl Settings {
                 .unwrap_or_else(|| "info".to_owned()),
             log_json: var("FOLIO_LOG_FORMAT").is_some_and(|f| f == "json"),
             db_max_connections: parse("FOLIO_DB_MAX_CONNECTIONS", 10)?,
+            instance: var("FOLIO_INSTANCE")
+                .or_else(|| var("HOSTNAME"))
+                .unwrap_or_else(|| "folio".to_owned()),
+            metrics_token: var("FOLIO_METRICS_TOKEN"),
+            bench_endpoints: var("FOLIO_BENCH_ENDPOINTS").is_some_and(|v| v == "on"),
             service,
         })
     }

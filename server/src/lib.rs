@@ -2,9 +2,11 @@
 //! Leptos app (health, CSRF, tracing, metrics). `main.rs` only calls in here,
 //! so tests can build the same application on a spare port.
 
+mod bench;
 pub mod config;
 mod csrf;
 mod health;
+mod hygiene;
 mod metrics;
 pub mod startup;
 pub mod telemetry;

@@ -1,13 +1,84 @@
-//! Prometheus text exposition of the counters the app keeps.
+//! Prometheus metrics at `/metrics`: request counts and latency per route
+//! (each server function is its own route, `/api/<name>`), plus the counters
+//! the app keeps (cache, rate limits, sessions, infrastructure errors,
+//! hashing queue). Guarded by a bearer token when `FOLIO_METRICS_TOKEN` is set.
 
 use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use app::ssr::AppState;
-use axum::extract::State;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-pub async fn render(State(state): State<AppState>) -> String {
+use crate::startup::MetricsToken;
+
+/// The process-wide recorder (a process has one; tests start several apps).
+fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("folio_http_request_duration_seconds".to_owned()),
+                &[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
+            )
+            .expect("valid buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Installs the recorder before the first request.
+pub fn init() {
+    let _ = handle();
+}
+
+pub async fn record_request(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| {
+            if request.uri().path().starts_with("/pkg/") {
+                "/pkg/*".to_owned()
+            } else {
+                "fallback".to_owned()
+            }
+        });
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("folio_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("folio_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+pub async fn render(
+    State(state): State<AppState>,
+    State(token): State<MetricsToken>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(expected) = token.0.as_deref() {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(expected) {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+    }
     let stats = &state.profiles.stats;
-    let mut out = String::new();
+    let mut out = handle().render();
     let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
@@ -49,5 +120,5 @@ pub async fn render(State(state): State<AppState>) -> String {
         "gauge",
         state.passwords.queue_depth() as u64,
     );
-    out
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

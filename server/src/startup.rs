@@ -8,6 +8,7 @@ use std::time::Duration;
 use app::ssr::AppState;
 use app::{shell, App};
 use axum::extract::FromRef;
+use axum::http::{HeaderName, HeaderValue};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
@@ -20,10 +21,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{redact, Settings};
-use crate::{csrf, health, metrics};
+use crate::{csrf, health, hygiene, metrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -45,7 +47,12 @@ pub enum StartupError {
 pub struct RouterState {
     pub leptos_options: LeptosOptions,
     pub app: AppState,
+    pub metrics_token: MetricsToken,
 }
+
+/// `/metrics` asks for this bearer token when set.
+#[derive(Clone, Default)]
+pub struct MetricsToken(pub Option<String>);
 
 pub struct Application {
     listener: TcpListener,
@@ -109,6 +116,21 @@ async fn connect_redis(settings: &Settings) -> Result<ConnectionManager, Startup
 }
 
 fn leptos_options(settings: &Settings) -> LeptosOptions {
+    let mut options = site_options(settings);
+    // cargo-leptos writes the asset hashes next to the binary it builds; a
+    // binary started by other means (scripts, tests) must still name the
+    // hashed files, or the page would load no script and never hydrate.
+    let hashes_beside_binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(options.hash_file.as_ref())))
+        .is_some_and(|path| path.exists());
+    if hashes_beside_binary {
+        options.hash_files = true;
+    }
+    options
+}
+
+fn site_options(settings: &Settings) -> LeptosOptions {
     // cargo-leptos passes the site layout through LEPTOS_* variables; outside
     // it (tests) fall back to the workspace defaults.
     match leptos::config::get_configuration(None) {
@@ -150,7 +172,25 @@ impl Application {
                     addr: settings.addr,
                     cause,
                 })?;
-        let router = router(state.clone(), leptos_options(&settings));
+        metrics::init();
+        let mut router = router(
+            state.clone(),
+            leptos_options(&settings),
+            MetricsToken(settings.metrics_token.clone()),
+        );
+        let instance =
+            HeaderValue::from_str(&settings.instance).unwrap_or(HeaderValue::from_static("folio"));
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-folio-instance"),
+            instance,
+        ));
+        if settings.bench_endpoints {
+            router = router.merge(crate::bench::routes().with_state(RouterState {
+                leptos_options: leptos_options(&settings),
+                app: state.clone(),
+                metrics_token: MetricsToken::default(),
+            }));
+        }
         Ok(Self {
             listener,
             router,
@@ -204,7 +244,7 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received; finishing in-flight requests");
 }
 
-fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
+fn router(state: AppState, leptos_options: LeptosOptions, metrics_token: MetricsToken) -> Router {
     let routes = generate_route_list(App);
     let context = {
         let state = state.clone();
@@ -213,14 +253,21 @@ fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
     let router_state = RouterState {
         leptos_options: leptos_options.clone(),
         app: state,
+        metrics_token,
     };
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
-        .leptos_routes_with_context(&router_state, routes, context.clone(), move || shell(leptos_options.clone()))
-        .fallback(file_and_error_handler_with_context::<RouterState, _>(context, shell))
+        .leptos_routes_with_context(&router_state, routes, context.clone(), move || {
+            shell(leptos_options.clone())
+        })
+        .fallback(file_and_error_handler_with_context::<RouterState, _>(
+            context, shell,
+        ))
         .layer(axum::middleware::from_fn(csrf::reject_cross_site))
+        .layer(axum::middleware::from_fn(metrics::record_request));
+    hygiene::apply(app)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
             let request_id = request

@@ -31,6 +31,7 @@ fn is_transient_sqlstate(code: &str) -> bool {
 
 impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {
+        metrics::counter!("folio_postgres_errors_total").increment(1);
         if is_transient_db(&error) {
             tracing::warn!(error = %error, "postgres unavailable");
             AppError::Unavailable
@@ -43,6 +44,7 @@ impl From<sqlx::Error> for AppError {
 
 impl From<redis::RedisError> for AppError {
     fn from(error: redis::RedisError) -> Self {
+        metrics::counter!("folio_redis_errors_total").increment(1);
         // Any Redis failure on a path that needs Redis (sessions, limits) means
         // "not now": there is no Redis error a user could fix.
         tracing::warn!(error = %error, "redis unavailable");

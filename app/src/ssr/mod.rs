@@ -11,6 +11,7 @@ mod infra;
 pub mod passwords;
 pub mod profiles;
 pub mod rate_limit;
+pub mod retry;
 pub mod sessions;
 pub mod state;
 

@@ -73,10 +73,10 @@ pub async fn acquire(state: &AppState, name: &str, limit: Limit) -> Result<Decis
     if allowed == 1 {
         Ok(Decision::Allowed(Slot { key, member }))
     } else {
-        tracing::info!(
-            limiter = name.split(':').next().unwrap_or(""),
-            "rate limit refused"
-        );
+        // "login:ip", "register:ip", …: the kind of limit, not who hit it.
+        let limiter = name.split(':').take(2).collect::<Vec<_>>().join(":");
+        tracing::info!(limiter, "rate limit refused");
+        metrics::counter!("folio_rate_limit_rejections_total", "limiter" => limiter).increment(1);
         Ok(Decision::Refused {
             retry_after: Duration::from_millis(retry_ms.max(1000) as u64),
         })

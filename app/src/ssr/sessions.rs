@@ -110,6 +110,7 @@ pub async fn create(
         .ignore()
         .query_async::<()>(&mut redis)
         .await?;
+    metrics::counter!("folio_sessions_created_total").increment(1);
     Ok(token)
 }
 
@@ -173,6 +174,7 @@ pub async fn destroy_by_id(state: &AppState, user_id: i64, id: &str) -> Result<(
         .ignore()
         .query_async::<()>(&mut redis)
         .await?;
+    metrics::counter!("folio_sessions_ended_total").increment(1);
     Ok(())
 }
 
