@@ -68,7 +68,7 @@ fn ProfileView(profile: Profile) -> impl IntoView {
             </div>
             <p class="bio" data-testid="bio">{profile.bio.clone()}</p>
             <ul class="facts">
-                {profile.location.clone().map(|l| view! { <li data-testid="location">"📍 " {l}</li> })}
+                {profile.location.clone().map(|l| view! { <li data-testid="location">{l}</li> })}
                 {profile.website.clone().map(|w| view! {
                     <li><a href=w.clone() rel="nofollow noopener ugc" data-testid="website">{w.clone()}</a></li>
                 })}
