@@ -31,6 +31,10 @@ cargo leptos build --release
 
 WORK="$ROOT/bench/out"   # git-ignored
 mkdir -p "$WORK"
+# One run at a time on this machine: runs share the port, the database, the
+# Redis prefix and bench/out/ (and would skew each other's numbers anyway).
+exec 9>"$WORK/.lock"
+if ! flock -n 9; then say "another benchmark is running; waiting for it"; flock 9; fi
 if [ -n "$SMOKE" ]; then RESULTS="$WORK/results.md"; else RESULTS="$ROOT/bench/results.md"; fi
 PORT=3300
 BASE="http://127.0.0.1:$PORT"
@@ -149,7 +153,9 @@ run_wrk() { # scenario, concurrency, script, path  -> appends a row, echoes the 
   local scenario=$1 conns=$2 script=$3 path=$4 threads=1
   [ "$conns" -gt 1 ] && threads=2
   local out
-  out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency -s "$WORK/$script.lua" "$BASE$path")
+  # A 10 s timeout: queued logins take seconds, and wrk would count them as
+  # errors at its default 2 s instead of measuring them.
+  out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --timeout 10s --latency -s "$WORK/$script.lua" "$BASE$path")
   local line; line=$(grep '^RESULT ' <<<"$out" || true)
   if [ -z "$line" ]; then echo "$out" >&2; echo "wrk printed no result for $scenario" >&2; exit 1; fi
   local rps p50 p99 bad sock
@@ -177,6 +183,7 @@ for i in range(1, n + 1):
 PY
 }
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 say "scenarios ($DURATION s each)"
 for c in 1 64; do run_wrk "ceiling A: GET /bench/static" $c get /bench/static; done
 for c in 1 64; do run_wrk "ceiling B: GET /bench/redis" $c get /bench/redis; done
@@ -222,6 +229,7 @@ ceiling() { awk -F'|' -v s="$1" -v c="$2" '$1 ~ s && $2 == c { print $3 }' "$ROW
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- app server || echo ' (with uncommitted changes)')"
   echo "- machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2/1048576 }' /proc/meminfo); wrk, the server, Postgres and Redis on the same machine"
+  echo "- load average before the scenarios: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg) (anything else running skews every row)"
   echo "- $DURATION s per scenario, $USERS seeded users; wrk threads 1 at concurrency 1, 2 at concurrency 64"
   echo
   echo "| scenario | concurrency | req/s | p50 | p99 | errors | ratio |"
