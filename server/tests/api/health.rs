@@ -1,4 +1,4 @@
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn healthz_answers_ok() {
@@ -87,4 +87,77 @@ async fn unreachable_redis_stops_start_with_one_clear_line() {
         .expect("start must fail");
     let line = error.to_string();
     assert!(line.contains("REDIS_URL=redis://127.0.0.1:1"), "{line}");
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_before_any_work() {
+    let app = spawn_app().await;
+    let bio = "x".repeat(100 * 1024);
+    let response = app
+        .call(
+            "login",
+            &[("identifier", "someone"), ("password", &bio)],
+            &Default::default(),
+        )
+        .await;
+    assert_eq!(response.status(), 413);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_per_route_and_can_require_a_token() {
+    let app = spawn_app_with(|s| s.metrics_token = Some("s3cret".into())).await;
+    app.call("count_users", &[], &Default::default()).await;
+
+    let anonymous = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let wrong = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("folio_http_requests_total{")
+                && l.contains(r#"route="/api/count_users""#)),
+        "{text}"
+    );
+    assert!(
+        text.contains("folio_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn responses_carry_security_headers_and_compress() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/signin"))
+        .header("accept-encoding", "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers();
+    assert_eq!(headers["content-encoding"], "br");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["cache-control"], "no-store");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("'nonce-") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
 }
