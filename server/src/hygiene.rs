@@ -58,12 +58,18 @@ pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
 async fn cache_headers(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
+    let if_none_match = request.headers().get(header::IF_NONE_MATCH).cloned();
     let signed_in = request
         .headers()
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.contains("__Host-folio_session="));
     let mut response = next.run(request).await;
+    if path.starts_with("/u/") {
+        if let Some(not_modified) = revalidate(&mut response, signed_in, if_none_match) {
+            return not_modified;
+        }
+    }
     if response.headers().contains_key(header::CACHE_CONTROL) || method != Method::GET {
         return response;
     }
@@ -89,6 +95,70 @@ async fn cache_headers(request: Request, next: Next) -> Response {
         );
     }
     response
+}
+
+/// Qualifies a profile page's ETag (set by the page from the profile's
+/// version) with the build, and answers 304 when the browser has it already.
+/// Signed-in pages differ (the header) and are never revalidated.
+fn revalidate(
+    response: &mut Response,
+    signed_in: bool,
+    if_none_match: Option<HeaderValue>,
+) -> Option<Response> {
+    let page_tag = response.headers_mut().remove(header::ETAG)?;
+    if signed_in || response.status() != StatusCode::OK {
+        return None;
+    }
+    let page_tag = page_tag
+        .to_str()
+        .ok()?
+        .trim_start_matches("W/")
+        .trim_matches('"');
+    let etag = HeaderValue::from_str(&format!("W/\"{}-{page_tag}\"", build_id())).ok()?;
+    let matches = if_none_match
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|list| {
+            list.split(',')
+                .any(|tag| tag.trim() == etag.to_str().unwrap_or_default())
+        });
+    response.headers_mut().insert(header::ETAG, etag.clone());
+    if !matches {
+        return None;
+    }
+    let mut not_modified = Response::new(axum::body::Body::empty());
+    *not_modified.status_mut() = StatusCode::NOT_MODIFIED;
+    not_modified.headers_mut().insert(header::ETAG, etag);
+    not_modified.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_str(&format!("public, max-age={PROFILE_PAGE_MAX_AGE}")).ok()?,
+    );
+    not_modified.headers_mut().insert(
+        header::VARY,
+        HeaderValue::from_static("Cookie, Accept-Encoding"),
+    );
+    Some(not_modified)
+}
+
+/// Identifies the running build: every instance started from the same binary
+/// agrees, and a new deploy (new asset names, new markup) changes every ETag.
+fn build_id() -> &'static str {
+    static BUILD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BUILD.get_or_init(|| {
+        let stamp = std::env::current_exe()
+            .and_then(std::fs::metadata)
+            .map(|m| {
+                let modified = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                format!("{:x}{:x}", m.len(), modified)
+            })
+            .unwrap_or_default();
+        format!("{}.{stamp}", env!("CARGO_PKG_VERSION"))
+    })
 }
 
 /// cargo-leptos with `hash-files` names assets `folio.<base64url hash>.js`: a new build

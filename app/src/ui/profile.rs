@@ -52,6 +52,15 @@ fn ProfileView(profile: Profile) -> impl IntoView {
         .unwrap_or('?')
         .to_uppercase()
         .to_string();
+    // The page changes only when the profile does (its version) or the build
+    // does (the server adds that): a revalidating browser gets a 304.
+    #[cfg(feature = "ssr")]
+    if let (Some(response), Ok(etag)) = (
+        use_context::<leptos_axum::ResponseOptions>(),
+        http::HeaderValue::from_str(&format!("W/\"{}-{}\"", profile.username, profile.version)),
+    ) {
+        response.insert_header(http::header::ETAG, etag);
+    }
     view! {
         <Title text=format!("{} (@{})", profile.display_name, profile.username)/>
         <Meta name="description" content=description(&profile)/>

@@ -403,3 +403,42 @@ async fn profile_edits_are_rate_limited() {
     );
     assert_eq!(get_profile(&app, "frank").await.1["version"], 3);
 }
+
+#[tokio::test]
+async fn anonymous_profile_pages_revalidate_with_an_etag() {
+    let app = spawn_app().await;
+    let cookie = app.register("etag_user").await;
+    let page = |tag: Option<String>| {
+        let mut request = app.client.get(app.url("/u/etag_user"));
+        if let Some(tag) = tag {
+            request = request.header("if-none-match", tag);
+        }
+        request.send()
+    };
+
+    let first = page(None).await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["cache-control"], "public, max-age=30");
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let again = page(Some(etag.clone())).await.unwrap();
+    assert_eq!(again.status(), 304);
+
+    let saved = app
+        .call(
+            "update_profile",
+            &[
+                ("display_name", "Etag"),
+                ("bio", "new"),
+                ("avatar_url", ""),
+                ("location", ""),
+                ("website", ""),
+                ("expected_version", "1"),
+            ],
+            &cookie,
+        )
+        .await;
+    assert_eq!(saved.status(), 200);
+    let after_edit = page(Some(etag.clone())).await.unwrap();
+    assert_eq!(after_edit.status(), 200);
+    assert_ne!(after_edit.headers()["etag"].to_str().unwrap(), etag);
+}
