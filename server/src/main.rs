@@ -4,8 +4,35 @@ use server::config::Settings;
 use server::startup::Application;
 use server::telemetry;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Each argon2 hash allocates a 19 MiB block. glibc serves a block that size
+/// with mmap, but after the first free it raises its mmap threshold and keeps
+/// later blocks in its heaps, fragmented and resident: 179 MiB peak RSS after
+/// 6 s of logins, against 62 MiB with a fixed threshold (measured with wrk
+/// at concurrency 64 on /api/login, VmHWM). A fixed threshold gives every
+/// block back to the OS when it is freed.
+fn return_large_allocations_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator tunable, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+    }
+}
+
+fn main() -> ExitCode {
+    return_large_allocations_to_the_os();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(error) => {
+            eprintln!("folio: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(error) => {
