@@ -11,111 +11,24 @@
 #[path = "api/helpers.rs"]
 mod helpers;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use app::ssr::Limit;
 use serde_json::Value;
 
 use helpers::{
-    session_cookie_from, spawn_app_with, status_and_json, Cookie, TestApp, STRONG_PASSWORD,
+    free_port, session_cookie_from, spawn_app_with, status_and_json, Cookie, RedisProcess, TestApp,
+    STRONG_PASSWORD,
 };
 
 /// How long a recovered dependency may take to be used again.
 const RECOVERY: Duration = Duration::from_secs(15);
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn port_answers(port: u16) -> bool {
     std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300))
         .is_ok()
-}
-
-// --- a Redis of our own --------------------------------------------------------
-
-struct RedisProcess {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl RedisProcess {
-    fn start() -> Self {
-        Self::start_on(free_port())
-    }
-
-    fn start_on(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let process = Self {
-            child: Some(child),
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !process.answers_ping() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on {port} never answered PING"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        process
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn answers_ping(&self) -> bool {
-        use std::io::{Read, Write};
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut reply = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts again on the same port (empty: nothing was persisted).
-    fn restart(&mut self) {
-        self.stop();
-        *self = Self::start_on(self.port);
-    }
-}
-
-impl Drop for RedisProcess {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 // --- a Postgres of our own -----------------------------------------------------

@@ -1,14 +1,14 @@
 //! Public profiles (issue 4): the DTO, cache-aside reads, invalidation,
 //! validation, optimistic concurrency, stampede protection and Redis outages.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use app::ssr::Limit;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_fields, spawn_app, spawn_app_with, status_and_json, Cookie, TestApp};
+use crate::helpers::{
+    error_fields, spawn_app, spawn_app_with, status_and_json, Cookie, RedisProcess, TestApp,
+};
 
 async fn get_profile(app: &TestApp, username: &str) -> (u16, Value) {
     status_and_json(
@@ -292,80 +292,16 @@ async fn an_update_on_one_instance_reaches_the_in_process_cache_of_another() {
     }
 }
 
-/// A redis-server of our own, killed however the test ends.
-struct RedisProcess {
-    child: Child,
-    port: u16,
-}
-
-impl RedisProcess {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let process = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !process.answers_ping() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on {port} never answered PING"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        process
-    }
-
-    fn answers_ping(&self) -> bool {
-        use std::io::{Read, Write};
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut reply = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test]
 async fn reads_survive_redis_going_away() {
     let mut redis = RedisProcess::start();
-    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let url = redis.url();
     let app = spawn_app_with(|s| s.redis_url = url).await;
     app.register("frank").await;
     let (status, cached) = get_profile(&app, "frank").await;
     assert_eq!(status, 200);
 
-    redis.kill();
+    redis.stop();
     assert!(!redis.answers_ping());
     // The in-process cache answers until this instance notices that its
     // invalidation subscription is gone (then it is cleared and bypassed):
