@@ -78,47 +78,52 @@ pub async fn render(
         }
     }
     let stats = &state.profiles.stats;
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    // The app's own counters, kept as atomics per AppState (one per app, so
+    // tests running several apps in one process each see their own).
+    let app_metrics: [(&str, &str, &str, u64); 6] = [
+        (
+            "folio_profile_cache_hits_total",
+            "Profile reads answered by a cache (in-process or Redis).",
+            "counter",
+            load(&stats.hits),
+        ),
+        (
+            "folio_profile_l1_hits_total",
+            "Of the cache hits, those answered in-process (no Redis).",
+            "counter",
+            load(&stats.l1_hits),
+        ),
+        (
+            "folio_profile_cache_misses_total",
+            "Profile reads that missed the cache.",
+            "counter",
+            load(&stats.misses),
+        ),
+        (
+            "folio_profile_cache_errors_total",
+            "Redis failures on the profile path.",
+            "counter",
+            load(&stats.errors),
+        ),
+        (
+            "folio_profile_db_queries_total",
+            "Profile reads that queried Postgres.",
+            "counter",
+            load(&stats.db_queries),
+        ),
+        (
+            "folio_password_queue_depth",
+            "Requests waiting for a hashing permit.",
+            "gauge",
+            state.passwords.queue_depth() as u64,
+        ),
+    ];
     let mut out = handle().render();
-    let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
+    for (name, help, kind, value) in app_metrics {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
-    };
-    counter(
-        "folio_profile_cache_hits_total",
-        "Profile reads answered by a cache (in-process or Redis).",
-        "counter",
-        stats.hits.load(Ordering::Relaxed),
-    );
-    counter(
-        "folio_profile_l1_hits_total",
-        "Of the cache hits, those answered in-process (no Redis).",
-        "counter",
-        stats.l1_hits.load(Ordering::Relaxed),
-    );
-    counter(
-        "folio_profile_cache_misses_total",
-        "Profile reads that missed the cache.",
-        "counter",
-        stats.misses.load(Ordering::Relaxed),
-    );
-    counter(
-        "folio_profile_cache_errors_total",
-        "Redis failures on the profile path.",
-        "counter",
-        stats.errors.load(Ordering::Relaxed),
-    );
-    counter(
-        "folio_profile_db_queries_total",
-        "Profile reads that queried Postgres.",
-        "counter",
-        stats.db_queries.load(Ordering::Relaxed),
-    );
-    counter(
-        "folio_password_queue_depth",
-        "Requests waiting for a hashing permit.",
-        "gauge",
-        state.passwords.queue_depth() as u64,
-    );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
