@@ -117,16 +117,16 @@ async fn connect_redis(settings: &Settings) -> Result<ConnectionManager, Startup
 
 fn leptos_options(settings: &Settings) -> LeptosOptions {
     let mut options = site_options(settings);
-    // cargo-leptos writes the asset hashes next to the binary it builds; a
-    // binary started by other means (scripts, tests) must still name the
-    // hashed files, or the page would load no script and never hydrate.
-    let hashes_beside_binary = std::env::current_exe()
+    // Hashed asset names are used exactly when cargo-leptos's hash file sits
+    // beside the binary. Both ways matter: a release binary started by a
+    // script (no LEPTOS_HASH_FILES) must still name the hashed files or the
+    // page never hydrates, and `cargo leptos watch` sets LEPTOS_HASH_FILES
+    // for a debug build it writes no hash file for, where Leptos would panic
+    // on every page ("failed to read hash file").
+    options.hash_files = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join(options.hash_file.as_ref())))
         .is_some_and(|path| path.exists());
-    if hashes_beside_binary {
-        options.hash_files = true;
-    }
     options
 }
 
