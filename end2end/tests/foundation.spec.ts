@@ -72,6 +72,8 @@ test("the hydrated app runs with the Content-Security-Policy enforced", async ({
   const csp = response?.headers()["content-security-policy"] ?? "";
   expect(csp).toMatch(/script-src 'self' 'nonce-[^']+' 'wasm-unsafe-eval'/);
   expect(csp).not.toContain("unsafe-inline");
+  // The release build runs as production: no dev-reload websocket allowed.
+  expect(csp).not.toContain("ws:");
   expect(csp).toContain("frame-ancestors 'none'");
   expect(response?.headers()["x-content-type-options"]).toBe("nosniff");
   expect(response?.headers()["referrer-policy"]).toBe("strict-origin-when-cross-origin");

@@ -6,6 +6,7 @@
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/folio` | Postgres; the database is created if missing |
 //! | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis |
 //! | `LEPTOS_SITE_ADDR` | `127.0.0.1:3000` | address to listen on (cargo-leptos sets it) |
+//! | `LEPTOS_ENV` | `PROD` in a release build, `DEV` in a debug one | `DEV` allows `cargo leptos watch`'s reload websocket in the CSP |
 //! | `FOLIO_LOG` / `RUST_LOG` | `info` | tracing filter |
 //! | `FOLIO_LOG_FORMAT` | `text` | `json` for one JSON object per line |
 //! | `FOLIO_REDIS_PREFIX` | `folio:` | namespace of every Redis key |
@@ -17,6 +18,7 @@
 //! | `FOLIO_PROFILE_EDIT_LIMIT` | `30/60` | profile saves per user |
 //! | `FOLIO_TRUSTED_PROXIES` | (none) | comma-separated peers whose `X-Forwarded-For` is believed |
 //! | `FOLIO_PROFILE_CACHE` | `on` | `off` reads every profile from Postgres (benchmarks) |
+//! | `FOLIO_PAGE_CACHE_PAGES` | `1000` | rendered anonymous profile pages kept per instance (`0`: render every request) |
 //! | `FOLIO_DB_MAX_CONNECTIONS` | `10` | Postgres pool size |
 //! | `FOLIO_INSTANCE` | host name | sent as `x-folio-instance` on every response (which instance answered) |
 //! | `FOLIO_METRICS_TOKEN` | (none) | when set, `/metrics` requires `Authorization: Bearer <token>` |
@@ -32,9 +34,15 @@ pub struct Settings {
     pub database_url: String,
     pub redis_url: String,
     pub addr: SocketAddr,
+    /// Development mode (live reload allowed by the CSP). A release binary
+    /// started without `LEPTOS_ENV` is production: Leptos alone would say
+    /// development, and every page would allow a websocket to port 3001.
+    pub dev_mode: bool,
     pub log_filter: String,
     pub log_json: bool,
     pub db_max_connections: u32,
+    /// At most this many rendered profile pages in memory (a few KiB each).
+    pub page_cache_pages: usize,
     pub bench_endpoints: bool,
     pub instance: String,
     pub metrics_token: Option<String>,
@@ -147,11 +155,16 @@ impl Settings {
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/folio".to_owned()),
             redis_url: var("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
             addr: parse("LEPTOS_SITE_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
+            dev_mode: match var("LEPTOS_ENV").map(|v| v.to_ascii_lowercase()) {
+                Some(env) => matches!(env.as_str(), "dev" | "development"),
+                None => cfg!(debug_assertions),
+            },
             log_filter: var("FOLIO_LOG")
                 .or_else(|| var("RUST_LOG"))
                 .unwrap_or_else(|| "info".to_owned()),
             log_json: var("FOLIO_LOG_FORMAT").is_some_and(|f| f == "json"),
             db_max_connections: parse("FOLIO_DB_MAX_CONNECTIONS", 10)?,
+            page_cache_pages: parse("FOLIO_PAGE_CACHE_PAGES", 1000)?,
             instance: var("FOLIO_INSTANCE")
                 .or_else(|| var("HOSTNAME"))
                 .unwrap_or_else(|| "folio".to_owned()),

@@ -12,15 +12,15 @@
 
 use axum::extract::Request;
 use axum::http::{header, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-pub async fn reject_cross_site(request: Request, next: Next) -> Response {
+/// Whether a state-changing request comes from another site.
+pub fn is_cross_site(request: &Request) -> bool {
     if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     ) {
-        return next.run(request).await;
+        return false;
     }
     let headers = request.headers();
     let allowed = match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
@@ -37,10 +37,11 @@ pub async fn reject_cross_site(request: Request, next: Next) -> Response {
             }
         },
     };
-    if allowed {
-        next.run(request).await
-    } else {
-        tracing::warn!(path = %request.uri().path(), "cross-site request refused");
-        (StatusCode::FORBIDDEN, "Cross-site request refused.").into_response()
-    }
+    !allowed
+}
+
+/// The answer to a cross-site request: nothing behind it runs.
+pub fn refuse(request: &Request) -> Response {
+    tracing::warn!(path = %request.uri().path(), "cross-site request refused");
+    (StatusCode::FORBIDDEN, "Cross-site request refused.").into_response()
 }

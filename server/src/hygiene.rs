@@ -1,17 +1,16 @@
 //! HTTP hygiene around every response: security headers, caching of static
-//! assets and public pages, compression, time and size limits.
+//! assets and public pages (both applied by `crate::edge`), compression,
+//! time and size limits.
 
 use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::header::{self, HeaderValue};
-use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::Router;
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 /// A request that takes longer is answered 503 ("try again"), never left
@@ -25,26 +24,10 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// popular page is absorbed before it reaches us.
 const PROFILE_PAGE_MAX_AGE: u32 = 30;
 
+/// The layers between the edge (`crate::edge`) and the handlers: a time
+/// limit, a body limit, and compression.
 pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router
-        .layer(axum::middleware::from_fn(cache_headers))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("strict-origin-when-cross-origin"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        // Responses without a page policy (JSON, files) still refuse framing.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-        ))
         .layer(CompressionLayer::new().br(true).gzip(true))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
@@ -53,48 +36,114 @@ pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
         ))
 }
 
-/// Cache policy by path: versioned assets forever, public profile pages
-/// briefly and publicly, everything else (personal pages, API) never.
-async fn cache_headers(request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    let method = request.method().clone();
-    let if_none_match = request.headers().get(header::IF_NONE_MATCH).cloned();
-    let signed_in = request
-        .headers()
+/// Headers every response carries unless its handler chose otherwise.
+/// Responses without a page policy (JSON, files) still refuse framing.
+pub fn add_security_headers(headers: &mut HeaderMap) {
+    let defaults = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+    ];
+    for (name, value) in defaults {
+        headers
+            .entry(name)
+            .or_insert_with(|| HeaderValue::from_static(value));
+    }
+}
+
+/// Whether the request carries a session cookie (valid or not): such a
+/// visitor's pages show who is signed in, so they are never shared.
+pub fn signed_in(headers: &HeaderMap) -> bool {
+    headers
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.contains("__Host-folio_session="));
-    let mut response = next.run(request).await;
-    if path.starts_with("/u/") {
-        if let Some(not_modified) = revalidate(&mut response, signed_in, if_none_match) {
-            return not_modified;
+        .is_some_and(|c| c.contains("__Host-folio_session="))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PathKind {
+    HashedAsset,
+    UnversionedAsset,
+    ProfilePage,
+    Other,
+}
+
+/// What the cache policy of a response depends on, taken from the request
+/// before it is handed on (so that no path is copied per request).
+pub struct CachePolicy {
+    kind: PathKind,
+    get: bool,
+    signed_in: bool,
+    if_none_match: Option<HeaderValue>,
+}
+
+impl CachePolicy {
+    pub fn of(request: &Request) -> Self {
+        let path = request.uri().path();
+        let kind = if path.starts_with("/pkg/") && is_hashed_asset(path) {
+            PathKind::HashedAsset
+        } else if path.starts_with("/pkg/") || path == "/favicon.svg" {
+            PathKind::UnversionedAsset
+        } else if path.starts_with("/u/") {
+            PathKind::ProfilePage
+        } else {
+            PathKind::Other
+        };
+        Self {
+            kind,
+            get: request.method() == Method::GET,
+            signed_in: signed_in(request.headers()),
+            if_none_match: (kind == PathKind::ProfilePage)
+                .then(|| request.headers().get(header::IF_NONE_MATCH).cloned())
+                .flatten(),
         }
     }
-    if response.headers().contains_key(header::CACHE_CONTROL) || method != Method::GET {
-        return response;
+
+    /// Cache policy by path: versioned assets forever, public profile pages
+    /// briefly and publicly (with revalidation), everything else (personal
+    /// pages, API) never.
+    pub fn apply(self, mut response: Response) -> Response {
+        if self.kind == PathKind::ProfilePage {
+            if let Some(not_modified) =
+                revalidate(&mut response, self.signed_in, self.if_none_match)
+            {
+                return not_modified;
+            }
+        }
+        if response.headers().contains_key(header::CACHE_CONTROL) || !self.get {
+            return response;
+        }
+        let policy = match self.kind {
+            PathKind::HashedAsset => {
+                HeaderValue::from_static("public, max-age=31536000, immutable")
+            }
+            // Unversioned names: reuse only after revalidating (ETag / Last-Modified).
+            PathKind::UnversionedAsset => HeaderValue::from_static("public, no-cache"),
+            // The page differs for a signed-in visitor (the header), so only
+            // anonymous responses are shareable.
+            PathKind::ProfilePage if response.status() == StatusCode::OK && !self.signed_in => {
+                profile_page_max_age()
+            }
+            _ => HeaderValue::from_static("no-store"),
+        };
+        response.headers_mut().insert(header::CACHE_CONTROL, policy);
+        if self.kind == PathKind::ProfilePage {
+            response.headers_mut().insert(
+                header::VARY,
+                HeaderValue::from_static("Cookie, Accept-Encoding"),
+            );
+        }
+        response
     }
-    let policy = if path.starts_with("/pkg/") && is_hashed_asset(&path) {
-        "public, max-age=31536000, immutable".to_owned()
-    } else if path.starts_with("/pkg/") || path == "/favicon.svg" {
-        // Unversioned names: reuse only after revalidating (ETag / Last-Modified).
-        "public, no-cache".to_owned()
-    } else if path.starts_with("/u/") && response.status() == StatusCode::OK && !signed_in {
-        // The page differs for a signed-in visitor (the header), so only
-        // anonymous responses are shareable.
-        format!("public, max-age={PROFILE_PAGE_MAX_AGE}")
-    } else {
-        "no-store".to_owned()
-    };
-    if let Ok(value) = HeaderValue::from_str(&policy) {
-        response.headers_mut().insert(header::CACHE_CONTROL, value);
-    }
-    if path.starts_with("/u/") {
-        response.headers_mut().insert(
-            header::VARY,
-            HeaderValue::from_static("Cookie, Accept-Encoding"),
-        );
-    }
-    response
+}
+
+fn profile_page_max_age() -> HeaderValue {
+    HeaderValue::from_str(&format!("public, max-age={PROFILE_PAGE_MAX_AGE}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("no-store"))
 }
 
 /// Qualifies a profile page's ETag (set by the page from the profile's
@@ -129,10 +178,9 @@ fn revalidate(
     let mut not_modified = Response::new(axum::body::Body::empty());
     *not_modified.status_mut() = StatusCode::NOT_MODIFIED;
     not_modified.headers_mut().insert(header::ETAG, etag);
-    not_modified.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_str(&format!("public, max-age={PROFILE_PAGE_MAX_AGE}")).ok()?,
-    );
+    not_modified
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, profile_page_max_age());
     not_modified.headers_mut().insert(
         header::VARY,
         HeaderValue::from_static("Cookie, Accept-Encoding"),

@@ -5,8 +5,10 @@
 mod bench;
 pub mod config;
 mod csrf;
+mod edge;
 mod health;
 mod hygiene;
 mod metrics;
+mod page_cache;
 pub mod startup;
 pub mod telemetry;

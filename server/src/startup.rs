@@ -3,12 +3,12 @@
 //! `Application::build` with port 0.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use app::ssr::AppState;
 use app::{shell, App};
 use axum::extract::FromRef;
-use axum::http::{HeaderName, HeaderValue};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
@@ -20,12 +20,11 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use tokio::net::TcpListener;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::config::{redact, Settings};
-use crate::{csrf, health, hygiene, metrics};
+use crate::edge::{self, Edge};
+use crate::page_cache::{self, PageCache};
+use crate::{health, hygiene, metrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -42,12 +41,49 @@ pub enum StartupError {
     },
 }
 
-/// What the axum handlers can extract: Leptos's options and ours.
-#[derive(Clone, FromRef)]
-pub struct RouterState {
+/// What the axum handlers can extract: Leptos's options and ours. axum
+/// clones the state for every request it routes, so it is one `Arc`:
+/// cloning the `LeptosOptions` (a dozen strings) and dropping it again was
+/// 8 % of the CPU profile of a cached `get_profile` (bench/NOTES.md).
+#[derive(Clone)]
+pub struct RouterState(Arc<RouterStateInner>);
+
+pub struct RouterStateInner {
     pub leptos_options: LeptosOptions,
     pub app: AppState,
     pub metrics_token: MetricsToken,
+    pub pages: Arc<PageCache>,
+}
+
+impl RouterState {
+    pub fn new(inner: RouterStateInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl FromRef<RouterState> for LeptosOptions {
+    /// Only the Leptos page handlers extract this (and clone it anyway).
+    fn from_ref(state: &RouterState) -> Self {
+        state.0.leptos_options.clone()
+    }
+}
+
+impl FromRef<RouterState> for AppState {
+    fn from_ref(state: &RouterState) -> Self {
+        state.0.app.clone()
+    }
+}
+
+impl FromRef<RouterState> for MetricsToken {
+    fn from_ref(state: &RouterState) -> Self {
+        state.0.metrics_token.clone()
+    }
+}
+
+impl FromRef<RouterState> for Arc<PageCache> {
+    fn from_ref(state: &RouterState) -> Self {
+        state.0.pages.clone()
+    }
 }
 
 /// `/metrics` asks for this bearer token when set.
@@ -133,19 +169,21 @@ fn leptos_options(settings: &Settings) -> LeptosOptions {
 fn site_options(settings: &Settings) -> LeptosOptions {
     // cargo-leptos passes the site layout through LEPTOS_* variables; outside
     // it (tests) fall back to the workspace defaults.
-    match leptos::config::get_configuration(None) {
-        Ok(conf) => {
-            let mut options = conf.leptos_options;
-            options.site_addr = settings.addr;
-            options
-        }
+    let mut options = match leptos::config::get_configuration(None) {
+        Ok(conf) => conf.leptos_options,
         Err(_) => LeptosOptions::builder()
             .output_name("folio")
             .site_root("target/site")
             .site_pkg_dir("pkg")
-            .site_addr(settings.addr)
             .build(),
-    }
+    };
+    options.site_addr = settings.addr;
+    options.env = if settings.dev_mode {
+        leptos::config::Env::DEV
+    } else {
+        leptos::config::Env::PROD
+    };
+    options
 }
 
 impl Application {
@@ -173,23 +211,25 @@ impl Application {
                     cause,
                 })?;
         metrics::init();
+        let pages = PageCache::new(settings.page_cache_pages);
         let mut router = router(
-            state.clone(),
-            leptos_options(&settings),
-            MetricsToken(settings.metrics_token.clone()),
-        );
-        let instance =
-            HeaderValue::from_str(&settings.instance).unwrap_or(HeaderValue::from_static("folio"));
-        router = router.layer(SetResponseHeaderLayer::overriding(
-            HeaderName::from_static("x-folio-instance"),
-            instance,
-        ));
-        if settings.bench_endpoints {
-            router = router.merge(crate::bench::routes().with_state(RouterState {
+            RouterState::new(RouterStateInner {
                 leptos_options: leptos_options(&settings),
                 app: state.clone(),
-                metrics_token: MetricsToken::default(),
-            }));
+                metrics_token: MetricsToken(settings.metrics_token.clone()),
+                pages: pages.clone(),
+            }),
+            Edge::new(&settings.instance),
+        );
+        if settings.bench_endpoints {
+            router = router.merge(crate::bench::routes().with_state(RouterState::new(
+                RouterStateInner {
+                    leptos_options: leptos_options(&settings),
+                    app: state.clone(),
+                    metrics_token: MetricsToken::default(),
+                    pages,
+                },
+            )));
         }
         Ok(Self {
             listener,
@@ -244,17 +284,15 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received; finishing in-flight requests");
 }
 
-fn router(state: AppState, leptos_options: LeptosOptions, metrics_token: MetricsToken) -> Router {
+fn router(router_state: RouterState, edge: Arc<Edge>) -> Router {
     let routes = generate_route_list(App);
+    let inner = &router_state.0;
     let context = {
-        let state = state.clone();
+        let state = inner.app.clone();
         move || provide_context(state.clone())
     };
-    let router_state = RouterState {
-        leptos_options: leptos_options.clone(),
-        app: state,
-        metrics_token,
-    };
+    let leptos_options = inner.leptos_options.clone();
+    let page_cache_state = (inner.app.clone(), inner.pages.clone());
     let app = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -265,19 +303,14 @@ fn router(state: AppState, leptos_options: LeptosOptions, metrics_token: Metrics
         .fallback(file_and_error_handler_with_context::<RouterState, _>(
             context, shell,
         ))
-        .layer(axum::middleware::from_fn(csrf::reject_cross_site))
-        .layer(axum::middleware::from_fn(metrics::record_request));
+        .layer(axum::middleware::from_fn_with_state(
+            page_cache_state,
+            page_cache::serve_profile_pages,
+        ));
     hygiene::apply(app)
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-            let request_id = request
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            // Path only: query strings may carry what does not belong in logs.
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
-        }))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::from_fn_with_state(
+            edge,
+            edge::around_every_request,
+        ))
         .with_state(router_state)
 }

@@ -37,6 +37,16 @@ pub struct Profile {
     pub version: i32,
 }
 
+#[cfg(feature = "ssr")]
+impl Profile {
+    /// The public page's identity: it shows this profile at this version (the
+    /// server qualifies it with the build). Used as the page's ETag and as
+    /// the key of the server's rendered-page cache.
+    pub fn page_tag(&self) -> String {
+        format!("W/\"{}-{}\"", self.username, self.version)
+    }
+}
+
 /// How many people have signed up (the home page's live number).
 #[server(endpoint = "count_users")]
 pub async fn count_users() -> Result<i64, AppError> {

@@ -57,7 +57,7 @@ fn ProfileView(profile: Profile) -> impl IntoView {
     #[cfg(feature = "ssr")]
     if let (Some(response), Ok(etag)) = (
         use_context::<leptos_axum::ResponseOptions>(),
-        http::HeaderValue::from_str(&format!("W/\"{}-{}\"", profile.username, profile.version)),
+        http::HeaderValue::from_str(&profile.page_tag()),
     ) {
         response.insert_header(http::header::ETAG, etag);
     }

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{
     error_fields, spawn_app, spawn_app_with, status_and_json, Cookie, RedisProcess, TestApp,
+    SESSION_COOKIE,
 };
 
 async fn get_profile(app: &TestApp, username: &str) -> (u16, Value) {
@@ -377,4 +378,107 @@ async fn anonymous_profile_pages_revalidate_with_an_etag() {
     let after_edit = page(Some(etag.clone())).await.unwrap();
     assert_eq!(after_edit.status(), 200);
     assert_ne!(after_edit.headers()["etag"].to_str().unwrap(), etag);
+}
+
+/// An anonymous visit to a profile page: status, the CSP nonce, the body.
+async fn visit(app: &TestApp, path: &str, cookie: &Cookie) -> (u16, String, String) {
+    let mut request = app.client.get(app.url(path));
+    if let Some(token) = cookie.token() {
+        request = request.header("cookie", format!("{SESSION_COOKIE}={token}"));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let policy = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let nonce = policy
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("no nonce in {policy}"))
+        .to_owned();
+    (status, nonce, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn anonymous_profile_pages_are_rendered_once_per_version() {
+    let app = spawn_app().await;
+    let cookie = app.register("page_user").await;
+
+    let (first_status, first_nonce, first) = visit(&app, "/u/page_user", &Cookie::default()).await;
+    let (second_status, second_nonce, second) =
+        visit(&app, "/u/page_user", &Cookie::default()).await;
+
+    assert_eq!((first_status, second_status), (200, 200));
+    assert_eq!(app.metric("folio_page_cache_misses_total").await, 1);
+    assert_eq!(app.metric("folio_page_cache_hits_total").await, 1);
+    // The stored page is served with a nonce of its own, everywhere.
+    assert_ne!(first_nonce, second_nonce);
+    assert!(first.contains(&first_nonce), "{first}");
+    assert!(second.contains(&second_nonce) && !second.contains(&first_nonce));
+    assert_eq!(
+        first.replace(&first_nonce, "NONCE"),
+        second.replace(&second_nonce, "NONCE")
+    );
+
+    let edit = Edit {
+        bio: "Fresh words.",
+        ..PLAIN
+    };
+    let (status, saved) = update(&app, &cookie, &edit, 1).await;
+    assert_eq!(status, 200, "{saved}");
+    let (_, _, after_edit) = visit(&app, "/u/page_user", &Cookie::default()).await;
+
+    assert!(after_edit.contains("Fresh words."), "{after_edit}");
+    assert_eq!(app.metric("folio_page_cache_misses_total").await, 2);
+}
+
+#[tokio::test]
+async fn signed_in_visitors_get_a_page_of_their_own() {
+    let app = spawn_app().await;
+    let cookie = app.register("page_user").await;
+    visit(&app, "/u/page_user", &Cookie::default()).await;
+    visit(&app, "/u/page_user", &Cookie::default()).await;
+
+    let (status, _, page) = visit(&app, "/u/page_user", &cookie).await;
+
+    assert_eq!(status, 200);
+    assert!(page.contains("data-testid=\"sign-out\""), "{page}");
+    assert_eq!(app.metric("folio_page_cache_hits_total").await, 1);
+    assert_eq!(app.metric("folio_page_cache_misses_total").await, 1);
+    let (_, _, anonymous) = visit(&app, "/u/page_user", &Cookie::default()).await;
+    assert!(!anonymous.contains("data-testid=\"sign-out\""));
+}
+
+#[tokio::test]
+async fn an_edit_on_one_instance_refreshes_the_stored_page_of_another() {
+    let a = spawn_app().await;
+    let b = a
+        .spawn_peer_with(|s| s.service.profile_l1_ttl = Duration::from_secs(600))
+        .await;
+    let cookie = a.register("page_user").await;
+    visit(&b, "/u/page_user", &Cookie::default()).await;
+    visit(&b, "/u/page_user", &Cookie::default()).await;
+    assert_eq!(b.metric("folio_page_cache_hits_total").await, 1);
+
+    let edit = Edit {
+        bio: "Written on A.",
+        ..PLAIN
+    };
+    assert_eq!(update(&a, &cookie, &edit, 1).await.0, 200);
+
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let (status, _, page) = visit(&b, "/u/page_user", &Cookie::default()).await;
+        assert_eq!(status, 200);
+        if page.contains("Written on A.") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B still serves the old page a second after the edit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -1,0 +1,140 @@
+//! The edge: what every request passes through first, in one middleware.
+//!
+//! It names the request (`x-request-id`, kept when the caller sent a sane
+//! one), opens its tracing span, refuses cross-site writes (`crate::csrf`),
+//! records its metrics, and on the way out adds the security headers and the
+//! cache policy (`crate::hygiene`) and says which instance answered.
+//!
+//! These were nine tower layers (request id, trace, propagate, four header
+//! layers, three `from_fn` middlewares). Each layer is another future
+//! wrapped around the request, moved and boxed, and under load that cost
+//! more than the handlers: `/healthz` served less than half the requests
+//! per second of a bare endpoint of the same server (bench/NOTES.md). One
+//! function doing the same steps in order keeps every behaviour and pays
+//! for one future.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+use crate::hygiene::{self, CachePolicy};
+use crate::{csrf, metrics};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const INSTANCE: HeaderName = HeaderName::from_static("x-folio-instance");
+
+/// A caller's request id longer than this, or with other than visible
+/// ASCII, is replaced: it is written into every log line of the request.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+pub struct Edge {
+    instance: HeaderValue,
+    /// Random per process, so ids from different instances (and restarts)
+    /// never collide; the counter makes them unique within the process.
+    id_prefix: String,
+    next_id: AtomicU64,
+}
+
+impl Edge {
+    pub fn new(instance: &str) -> Arc<Self> {
+        Arc::new(Self {
+            instance: HeaderValue::from_str(instance).unwrap_or(HeaderValue::from_static("folio")),
+            id_prefix: format!("{:016x}", uuid::Uuid::new_v4().as_u64_pair().0),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// The caller's id when it is usable, else a new one. A counter and not
+    /// a random UUID: a UUID cost a `getrandom` system call per request.
+    fn request_id(&self, request: &Request) -> HeaderValue {
+        if let Some(given) = request.headers().get(&REQUEST_ID) {
+            let bytes = given.as_bytes();
+            if !bytes.is_empty()
+                && bytes.len() <= MAX_REQUEST_ID_LEN
+                && bytes.iter().all(|b| b.is_ascii_graphic())
+            {
+                return given.clone();
+            }
+        }
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{n:x}", self.id_prefix))
+            .unwrap_or(HeaderValue::from_static("-"))
+    }
+}
+
+pub async fn around_every_request(
+    State(edge): State<Arc<Edge>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let request_id = edge.request_id(&request);
+    request.headers_mut().insert(REQUEST_ID, request_id.clone());
+    // Path only: query strings may carry what does not belong in logs.
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = request_id.to_str().unwrap_or("-"),
+    );
+    let route = metrics::route_of(&request);
+    let method = request.method().clone();
+    let policy = CachePolicy::of(&request);
+
+    let response = async {
+        if csrf::is_cross_site(&request) {
+            return csrf::refuse(&request);
+        }
+        let response = next.run(request).await;
+        if response.status().is_server_error() {
+            tracing::error!(status = response.status().as_u16(), "request failed");
+        }
+        response
+    }
+    .instrument(span)
+    .await;
+
+    metrics::record(route, &method, response.status(), started.elapsed());
+    let mut response = policy.apply(response);
+    let headers = response.headers_mut();
+    hygiene::add_security_headers(headers);
+    headers.insert(REQUEST_ID, request_id);
+    headers.insert(INSTANCE, edge.instance.clone());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request_with_id(id: Option<&str>) -> Request {
+        let mut builder = Request::builder().uri("/healthz");
+        if let Some(id) = id {
+            builder = builder.header("x-request-id", id);
+        }
+        builder.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn request_ids_are_kept_when_sane_and_made_unique_otherwise() {
+        let edge = Edge::new("test");
+
+        assert_eq!(
+            edge.request_id(&request_with_id(Some("abc-123"))),
+            "abc-123"
+        );
+        let long = "x".repeat(MAX_REQUEST_ID_LEN + 1);
+        let replaced = edge.request_id(&request_with_id(Some(&long)));
+        assert_ne!(replaced, long.as_str());
+        let first = edge.request_id(&request_with_id(None));
+        let second = edge.request_id(&request_with_id(None));
+        assert_ne!(first, second);
+        assert!(first.to_str().unwrap().starts_with(&edge.id_prefix));
+    }
+}

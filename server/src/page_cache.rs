@@ -1,0 +1,200 @@
+//! Rendered public profile pages, served again while the profile is unchanged.
+//!
+//! An anonymous visitor's `/u/{username}` page depends on nothing but the
+//! profile and the build: the header is the signed-out one, and the page
+//! already names its identity in its ETag (`W/"{username}-{version}"`). So
+//! the page is rendered once per profile version and kept here; a later
+//! anonymous request reads the profile through the usual cache-aside path
+//! (an in-process hit, usually) and, when the version still matches, gets
+//! the stored bytes instead of a new server render (~0.5 ms of CPU each).
+//! Freshness is therefore exactly that of `get_profile`: an edit, on this
+//! instance or another, shows on the next request.
+//!
+//! Each response still gets its own CSP nonce: the stored page's nonce (128
+//! random bits, generated during its render, after the profile was read, so
+//! no profile text can contain it) is replaced in the body and in the header.
+//! Signed-in visitors (their header differs), requests with a query string,
+//! and anything but a 200 with a nonce and an ETag are never stored or served
+//! from here.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use app::domain::Username;
+use app::ssr::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use leptos::nonce::Nonce;
+
+use crate::hygiene::signed_in;
+
+/// A rendered page is a few KiB; a page this large is not worth keeping.
+const MAX_PAGE_BYTES: usize = 256 * 1024;
+
+pub struct PageCache {
+    capacity: usize,
+    pages: Mutex<HashMap<String, Arc<StoredPage>>>,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+}
+
+struct StoredPage {
+    /// The page's own ETag: which profile version it shows.
+    tag: HeaderValue,
+    nonce: String,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl PageCache {
+    /// Keeps at most `capacity` pages (0 turns the cache off).
+    pub fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(Self {
+            capacity,
+            pages: Mutex::default(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        })
+    }
+
+    fn pages(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<StoredPage>>> {
+        // Every operation is one call on the map: a panic elsewhere cannot
+        // leave it half-updated.
+        self.pages.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, path: &str, tag: &HeaderValue) -> Option<Arc<StoredPage>> {
+        self.pages()
+            .get(path)
+            .filter(|page| page.tag == tag)
+            .cloned()
+    }
+
+    fn put(&self, path: &str, page: StoredPage) {
+        let mut pages = self.pages();
+        if pages.len() >= self.capacity && !pages.contains_key(path) {
+            // Crude but bounded: pages are cheap to render again.
+            pages.clear();
+        }
+        pages.insert(path.to_owned(), Arc::new(page));
+    }
+}
+
+/// The username of an anonymous, cacheable page request.
+fn cacheable_request(request: &Request, cache: &PageCache) -> Option<Username> {
+    if cache.capacity == 0
+        || request.method() != Method::GET
+        || request.uri().query().is_some()
+        || signed_in(request.headers())
+    {
+        return None;
+    }
+    let name = request.uri().path().strip_prefix("/u/")?;
+    Username::parse(name).ok().filter(|u| u.as_str() == name)
+}
+
+pub async fn serve_profile_pages(
+    State((state, cache)): State<(AppState, Arc<PageCache>)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(username) = cacheable_request(&request, &cache) else {
+        return next.run(request).await;
+    };
+    // Unknown users and outages render as usual (404, 503): nothing to keep.
+    let Ok(profile) = app::ssr::profiles::get(&state, &username).await else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path().to_owned();
+    if let Some(page) = HeaderValue::from_str(&profile.page_tag())
+        .ok()
+        .and_then(|tag| cache.get(&path, &tag))
+    {
+        cache.hits.fetch_add(1, Ordering::Relaxed);
+        return page.with_fresh_nonce();
+    }
+    cache.misses.fetch_add(1, Ordering::Relaxed);
+    let response = next.run(request).await;
+    store(&cache, &path, response).await
+}
+
+/// Keeps a copy of a rendered page when it qualifies, and answers with it.
+async fn store(cache: &PageCache, path: &str, response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let tag = parts.headers.get(header::ETAG).cloned();
+    let nonce = parts
+        .headers
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(nonce_of);
+    let (Some(tag), Some(nonce), StatusCode::OK) = (tag, nonce, parts.status) else {
+        return Response::from_parts(parts, body);
+    };
+    let bytes = match axum::body::to_bytes(body, MAX_PAGE_BYTES).await {
+        Ok(bytes) => bytes,
+        // Too large to keep, or the render failed mid-stream: what was sent
+        // so far is gone, so answer as a failed render would.
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    if let Ok(html) = std::str::from_utf8(&bytes) {
+        let mut headers = parts.headers.clone();
+        headers.remove(header::TRANSFER_ENCODING);
+        headers.remove(header::CONTENT_LENGTH);
+        cache.put(
+            path,
+            StoredPage {
+                tag,
+                nonce: nonce.to_owned(),
+                headers,
+                body: html.to_owned(),
+            },
+        );
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// `… 'nonce-XYZ' …` → `XYZ`.
+fn nonce_of(policy: &str) -> Option<&str> {
+    let start = policy.find("'nonce-")? + "'nonce-".len();
+    let len = policy[start..].find('\'')?;
+    Some(&policy[start..start + len]).filter(|n| !n.is_empty())
+}
+
+impl StoredPage {
+    fn with_fresh_nonce(&self) -> Response {
+        let fresh = Nonce::new();
+        let nonce: &str = &fresh;
+        let mut headers = self.headers.clone();
+        if let Some(policy) = headers
+            .get(header::CONTENT_SECURITY_POLICY)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|p| HeaderValue::from_str(&p.replace(&self.nonce, nonce)).ok())
+        {
+            headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+        }
+        let body = Bytes::from(self.body.replace(&self.nonce, nonce));
+        let mut response = Response::new(Body::from(body));
+        *response.headers_mut() = headers;
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nonce_of;
+
+    #[test]
+    fn the_nonce_is_read_from_the_policy() {
+        assert_eq!(
+            nonce_of("default-src 'self'; script-src 'self' 'nonce-AbC_1-x' 'wasm-unsafe-eval'"),
+            Some("AbC_1-x")
+        );
+        assert_eq!(nonce_of("default-src 'self'"), None);
+        assert_eq!(nonce_of("script-src 'nonce-'"), None);
+    }
+}
