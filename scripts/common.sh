@@ -63,12 +63,17 @@ ensure_tools() {
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# In a subshell: `exec 3<>… 2>/dev/null` in the calling shell would also
+# send the rest of the script's stderr (compiler errors!) to /dev/null.
 redis_answers() {
-  local reply=""
-  exec 3<>"/dev/tcp/$1/$2" 2>/dev/null || return 1
-  printf 'PING\r\n' >&3
-  read -r -t 2 reply <&3 || true
-  exec 3>&-
+  local reply
+  reply=$(
+    exec 2>/dev/null
+    exec 3<>"/dev/tcp/$1/$2" || exit 1
+    printf 'PING\r\n' >&3
+    read -r -t 2 line <&3 || true
+    printf '%s' "${line:-}"
+  ) || return 1
   [[ "$reply" == +PONG* ]]
 }
 
@@ -79,11 +84,19 @@ start_local_postgres() {
   if [ -z "$(pg_bin)" ]; then say "installing postgresql"; apt_install postgresql; fi
   local bin; bin="$(pg_bin)"
   local run=()
-  if [ "$(id -u)" = 0 ]; then run=(runuser -u postgres --); fi  # postgres refuses to run as root
+  if [ "$(id -u)" = 0 ]; then
+    run=(runuser -u postgres --)  # postgres refuses to run as root
+    mkdir -p "$data" && chown postgres: "$data"
+    # The postgres user must reach its data directory, which it cannot in a
+    # clone under a private home (/root is 0700): use a directory of its own.
+    if ! runuser -u postgres -- test -w "$data"; then
+      data="/var/lib/folio/$(printf %s "$ROOT" | sha1sum | cut -c1-12)/postgres"
+      mkdir -p "$data" && chown postgres: "$data" "$(dirname "$data")"
+    fi
+  fi
   if [ ! -f "$data/PG_VERSION" ]; then
     say "initialising a project-local Postgres in $data"
     mkdir -p "$data"
-    [ "$(id -u)" = 0 ] && chown -R postgres: "$LOCAL/postgres"
     "${run[@]}" "$bin/initdb" -D "$data" -A trust -U postgres >/dev/null
   fi
   if ! port_open 127.0.0.1 $port; then
