@@ -14,8 +14,8 @@
 //! random bits, generated during its render, after the profile was read, so
 //! no profile text can contain it) is replaced in the body and in the header.
 //! Signed-in visitors (their header differs), requests with a query string,
-//! and anything but a 200 with a nonce and an ETag are never stored or served
-//! from here.
+//! and anything but a 200 with a nonce and an ETag and without a cookie are
+//! never stored or served from here.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -132,7 +132,10 @@ async fn store(cache: &PageCache, path: &str, response: Response) -> Response {
         .get(header::CONTENT_SECURITY_POLICY)
         .and_then(|v| v.to_str().ok())
         .and_then(nonce_of);
-    let (Some(tag), Some(nonce), StatusCode::OK) = (tag, nonce, parts.status) else {
+    // A response that sets a cookie belongs to one visitor only.
+    let personal = parts.headers.contains_key(header::SET_COOKIE);
+    let (Some(tag), Some(nonce), StatusCode::OK, false) = (tag, nonce, parts.status, personal)
+    else {
         return Response::from_parts(parts, body);
     };
     let bytes = match axum::body::to_bytes(body, MAX_PAGE_BYTES).await {
