@@ -1,3 +1,4 @@
+use leptos::either::Either;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::Redirect;
@@ -62,8 +63,8 @@ pub fn AccountPage() -> impl IntoView {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match auth.user.await {
-                    None => view! { <Redirect path="/signin"/> }.into_any(),
-                    Some(user) => view! { <AccountSettings username=user.username/> }.into_any(),
+                    None => Either::Left(view! { <Redirect path="/signin"/> }),
+                    Some(user) => Either::Right(view! { <AccountSettings username=user.username/> }),
                 }
             })}
         </Transition>
@@ -119,8 +120,8 @@ fn AccountSettings(username: String) -> impl IntoView {
             <Transition fallback=|| view! { <p class="muted">"Loading sessions…"</p> }>
                 {move || Suspend::new(async move {
                     match sessions.await {
-                        Ok(list) => view! { <SessionList list=list revoke=revoke/> }.into_any(),
-                        Err(error) => view! { <p class="banner banner-error">{error.to_string()}</p> }.into_any(),
+                        Ok(list) => Either::Left(view! { <SessionList list=list revoke=revoke/> }),
+                        Err(error) => Either::Right(view! { <p class="banner banner-error">{error.to_string()}</p> }),
                     }
                 })}
             </Transition>

@@ -1,6 +1,7 @@
 //! Form pieces shared by every page: a labelled field with its error, and the
 //! banner for errors that belong to no field.
 
+use leptos::either::Either;
 use leptos::prelude::*;
 
 use crate::error::AppError;
@@ -62,7 +63,7 @@ pub fn Field(
         <div class="field" class:has-error=move || error.get().is_some()>
             <label for=id.clone()>{label}</label>
             {if kind == "textarea" {
-                view! {
+                Either::Left(view! {
                     <textarea
                         id=id.clone()
                         name=name
@@ -72,9 +73,9 @@ pub fn Field(
                         prop:value=move || value.get()
                         on:input=move |ev| { value.set(event_target_value(&ev)); touched.set(true); }
                     >{value.get_untracked()}</textarea>
-                }.into_any()
+                })
             } else {
-                view! {
+                Either::Right(view! {
                     <input
                         id=id.clone()
                         name=name
@@ -86,7 +87,7 @@ pub fn Field(
                         value=value.get_untracked()
                         on:input=move |ev| { value.set(event_target_value(&ev)); touched.set(true); }
                     />
-                }.into_any()
+                })
             }}
             <div class="field-meta">
                 <span class="field-error" id=error_id role="alert" data-testid=format!("{name}-error")>

@@ -7,6 +7,7 @@ mod form;
 mod home;
 mod profile;
 
+use leptos::either::Either;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, Link, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes, A};
@@ -161,18 +162,18 @@ fn Header() -> impl IntoView {
                 <Transition fallback=|| ()>
                     {move || Suspend::new(async move {
                         match auth.user.await {
-                            Some(user) => view! {
+                            Some(user) => Either::Left(view! {
                                 <A href=format!("/u/{}", user.username) attr:class="nav-user">"@"{user.username.clone()}</A>
                                 <A href="/settings/profile">"Edit profile"</A>
                                 <A href="/account">"Account"</A>
                                 <ActionForm action=auth.logout attr:class="inline-form">
                                     <button type="submit" class="link-button" data-testid="sign-out">"Sign out"</button>
                                 </ActionForm>
-                            }.into_any(),
-                            None => view! {
+                            }),
+                            None => Either::Right(view! {
                                 <A href="/signin">"Sign in"</A>
                                 <A href="/signup" attr:class="button button-small">"Sign up"</A>
-                            }.into_any(),
+                            }),
                         }
                     })}
                 </Transition>

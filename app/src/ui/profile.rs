@@ -1,3 +1,4 @@
+use leptos::either::{Either, EitherOf3};
 use leptos::prelude::*;
 use leptos_meta::{Meta, Title};
 use leptos_router::components::{Redirect, A};
@@ -28,14 +29,14 @@ pub fn ProfilePage() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="muted">"Loading profile…"</p> }>
             {move || Suspend::new(async move {
                 match profile.await {
-                    Ok(profile) => view! { <ProfileView profile/> }.into_any(),
-                    Err(AppError::NotFound) => view! { <NotFound/> }.into_any(),
+                    Ok(profile) => EitherOf3::A(view! { <ProfileView profile/> }),
+                    Err(AppError::NotFound) => EitherOf3::B(view! { <NotFound/> }),
                     Err(error) => {
                         set_status(error.status_code());
-                        view! {
+                        EitherOf3::C(view! {
                             <Title text="Profile unavailable"/>
                             <p class="banner banner-error" role="alert">{error.to_string()}</p>
-                        }.into_any()
+                        })
                     }
                 }
             })}
@@ -67,8 +68,8 @@ fn ProfileView(profile: Profile) -> impl IntoView {
         <article class="card profile" data-testid="profile">
             <div class="profile-head">
                 {match profile.avatar_url.clone() {
-                    Some(src) => view! { <img class="avatar" src=src alt="" width="96" height="96" referrerpolicy="no-referrer"/> }.into_any(),
-                    None => view! { <div class="avatar avatar-initial" aria-hidden="true">{initial}</div> }.into_any(),
+                    Some(src) => Either::Left(view! { <img class="avatar" src=src alt="" width="96" height="96" referrerpolicy="no-referrer"/> }),
+                    None => Either::Right(view! { <div class="avatar avatar-initial" aria-hidden="true">{initial}</div> }),
                 }}
                 <div>
                     <h1 data-testid="display-name">{profile.display_name.clone()}</h1>
@@ -94,8 +95,8 @@ pub fn EditProfilePage() -> impl IntoView {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match auth.user.await {
-                    None => view! { <Redirect path="/signin"/> }.into_any(),
-                    Some(_) => view! { <EditProfileLoader/> }.into_any(),
+                    None => Either::Left(view! { <Redirect path="/signin"/> }),
+                    Some(_) => Either::Right(view! { <EditProfileLoader/> }),
                 }
             })}
         </Transition>
@@ -109,9 +110,9 @@ fn EditProfileLoader() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="muted">"Loading your profile…"</p> }>
             {move || Suspend::new(async move {
                 match profile.await {
-                    Ok(profile) => view! { <EditProfileForm profile/> }.into_any(),
-                    Err(AppError::Unauthorized) => view! { <Redirect path="/signin"/> }.into_any(),
-                    Err(error) => view! { <p class="banner banner-error">{error.to_string()}</p> }.into_any(),
+                    Ok(profile) => EitherOf3::A(view! { <EditProfileForm profile/> }),
+                    Err(AppError::Unauthorized) => EitherOf3::B(view! { <Redirect path="/signin"/> }),
+                    Err(error) => EitherOf3::C(view! { <p class="banner banner-error">{error.to_string()}</p> }),
                 }
             })}
         </Suspense>
