@@ -5,6 +5,7 @@ mod account;
 mod auth;
 mod form;
 mod home;
+mod page;
 mod profile;
 
 use leptos::either::Either;
@@ -14,6 +15,7 @@ use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
 use crate::api::{current_user, Logout, SignedInUser};
+use page::SyncPage;
 
 /// The HTML document around the app (server side only renders this).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -137,15 +139,15 @@ fn Pages() -> impl IntoView {
             // its data arrives, so every page (and the signed-in header)
             // is complete without JavaScript; out-of-order streaming
             // would need JavaScript to move the late chunks into place.
-            <Routes fallback=|| view! { <NotFound/> }>
-                <Route path=StaticSegment("") view=home::HomePage ssr=SsrMode::InOrder/>
-                <Route path=StaticSegment("signup") view=auth::SignUpPage ssr=SsrMode::InOrder/>
-                <Route path=StaticSegment("signin") view=auth::SignInPage ssr=SsrMode::InOrder/>
-                <Route path=StaticSegment("account") view=account::AccountPage ssr=SsrMode::InOrder/>
-                <Route path=(StaticSegment("settings"), StaticSegment("profile")) view=profile::EditProfilePage ssr=SsrMode::InOrder/>
+            <Routes fallback=|| SyncPage(view! { <NotFound/> })>
+                <Route path=StaticSegment("") view=|| SyncPage(view! { <home::HomePage/> }) ssr=SsrMode::InOrder/>
+                <Route path=StaticSegment("signup") view=|| SyncPage(view! { <auth::SignUpPage/> }) ssr=SsrMode::InOrder/>
+                <Route path=StaticSegment("signin") view=|| SyncPage(view! { <auth::SignInPage/> }) ssr=SsrMode::InOrder/>
+                <Route path=StaticSegment("account") view=|| SyncPage(view! { <account::AccountPage/> }) ssr=SsrMode::InOrder/>
+                <Route path=(StaticSegment("settings"), StaticSegment("profile")) view=|| SyncPage(view! { <profile::EditProfilePage/> }) ssr=SsrMode::InOrder/>
                 // Async: a public profile arrives complete (title, meta
                 // description, 404 status) for crawlers and link previews.
-                <Route path=(StaticSegment("u"), ParamSegment("username")) view=profile::ProfilePage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment("u"), ParamSegment("username")) view=|| SyncPage(view! { <profile::ProfilePage/> }) ssr=SsrMode::Async/>
             </Routes>
         </main>
         <footer class="footer">"Folio · typed RPC, Redis sessions, cache-aside reads"</footer>
