@@ -4,7 +4,7 @@ use leptos_meta::Title;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::use_query_map;
 
-use super::form::{server_field_error, Field, FormError};
+use super::form::{server_field_error, Field, FormError, ServerForm};
 use super::use_auth;
 use crate::api::{list_sessions, ChangePassword, LogoutEverywhere, RevokeSession, SessionInfo};
 use crate::domain::Password;
@@ -104,7 +104,7 @@ fn AccountSettings(username: String) -> impl IntoView {
             <Show when=changed>
                 <p class="banner banner-success" role="status" data-testid="password-changed">"Password changed. Other devices were signed out."</p>
             </Show>
-            <ActionForm action=change attr:novalidate=true attr:class="form">
+            <ServerForm action=change novalidate=true class="form">
                 <FormError value=value/>
                 <Field label="Current password" name="current_password" kind="password" autocomplete="current-password"
                     server=server_field_error(value, "current_password")/>
@@ -113,7 +113,7 @@ fn AccountSettings(username: String) -> impl IntoView {
                 <button type="submit" class="button" disabled=move || change.pending().get()>
                     {move || if change.pending().get() { "Changing…" } else { "Change password" }}
                 </button>
-            </ActionForm>
+            </ServerForm>
         </section>
         <section class="card">
             <h2>"Where you are signed in"</h2>
@@ -125,11 +125,11 @@ fn AccountSettings(username: String) -> impl IntoView {
                     }
                 })}
             </Transition>
-            <ActionForm action=everywhere attr:class="form">
+            <ServerForm action=everywhere class="form">
                 <button type="submit" class="button button-danger" data-testid="sign-out-everywhere">
                     "Sign out everywhere"
                 </button>
-            </ActionForm>
+            </ServerForm>
         </section>
     }
 }
@@ -149,10 +149,10 @@ fn SessionList(list: Vec<SessionInfo>, revoke: ServerAction<RevokeSession>) -> i
                         </div>
                     </div>
                     {(!session.current).then(|| view! {
-                        <ActionForm action=revoke attr:class="inline-form">
+                        <ServerForm action=revoke class="inline-form">
                             <input type="hidden" name="id" value=session.id.clone()/>
                             <button type="submit" class="link-button">"Sign out"</button>
-                        </ActionForm>
+                        </ServerForm>
                     })}
                 </li>
             }).collect_view()}

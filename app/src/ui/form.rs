@@ -4,6 +4,12 @@
 use leptos::either::Either;
 use leptos::prelude::*;
 
+use leptos::form::FromFormData;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use leptos::server_fn::ServerFn;
+use leptos::web_sys::SubmitEvent;
+use serde::de::DeserializeOwned;
+
 use crate::error::AppError;
 
 /// The error of the last submission, for one field.
@@ -115,5 +121,78 @@ where
             }),
             _ => None,
         }}
+    }
+}
+
+/// A form bound to a server function: without JavaScript a plain HTML POST
+/// to the function's URL, with it a typed call through `action` (pending
+/// state, value, errors), exactly like Leptos's `ActionForm`.
+///
+/// Written here for the WASM size (bench/NOTES.md, "WASM size"): only the
+/// submit handler depends on the server function, so the `<form>` element
+/// and its event listener are compiled once instead of once per function,
+/// and the children keep their type instead of becoming an `AnyView`. The
+/// router has already installed the server-function redirect hook (it does
+/// so before any page renders), so this does not set one.
+#[component]
+pub fn ServerForm<ServFn, Chil>(
+    action: ServerAction<ServFn>,
+    class: &'static str,
+    /// Leave validation to the shared domain types (and the server).
+    #[prop(optional)]
+    novalidate: bool,
+    children: TypedChildren<Chil>,
+) -> impl IntoView
+where
+    ServFn: ServerFn + DeserializeOwned + Clone + Send + Sync + 'static,
+    ServFn::Output: Send + Sync + 'static,
+    ServFn::Error: Send + Sync + 'static,
+    Chil: IntoView + 'static,
+{
+    let on_submit: SubmitHandler = Box::new(move |ev: SubmitEvent| {
+        if ev.default_prevented() {
+            return;
+        }
+        ev.prevent_default();
+        match ServFn::from_event(&ev) {
+            Ok(input) => {
+                action.dispatch(input);
+            }
+            Err(error) => {
+                leptos::logging::error!(
+                    "Error converting form field into server function arguments: {error:?}"
+                );
+                action
+                    .value()
+                    .set(Some(Err(ServFn::Error::from_server_fn_error(
+                        ServerFnErrorErr::Serialization(error.to_string()),
+                    ))));
+                action.version().update(|n| *n += 1);
+            }
+        }
+    });
+    let children = children.into_inner()();
+    // The server erases the form's content: with every field's type nested
+    // inside each page's type, laying out the server's async render of the
+    // sign-up page exceeds rustc's query depth limit. The HTML is the same
+    // either way, and the browser keeps the typed (smaller) version.
+    #[cfg(feature = "ssr")]
+    let children = children.into_any();
+    form_element(ServFn::url(), class, novalidate, on_submit, children)
+}
+
+type SubmitHandler = Box<dyn FnMut(SubmitEvent) + Send + 'static>;
+
+fn form_element(
+    url: &'static str,
+    class: &'static str,
+    novalidate: bool,
+    on_submit: SubmitHandler,
+    children: impl IntoView,
+) -> impl IntoView {
+    view! {
+        <form action=url method="post" novalidate=novalidate class=class on:submit=on_submit>
+            {children}
+        </form>
     }
 }

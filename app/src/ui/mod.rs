@@ -15,6 +15,7 @@ use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
 use crate::api::{current_user, Logout, SignedInUser};
+use form::ServerForm;
 use page::SyncPage;
 
 /// The HTML document around the app (server side only renders this).
@@ -168,9 +169,9 @@ fn Header() -> impl IntoView {
                                 <A href=format!("/u/{}", user.username) attr:class="nav-user">"@"{user.username.clone()}</A>
                                 <A href="/settings/profile">"Edit profile"</A>
                                 <A href="/account">"Account"</A>
-                                <ActionForm action=auth.logout attr:class="inline-form">
+                                <ServerForm action=auth.logout class="inline-form">
                                     <button type="submit" class="link-button" data-testid="sign-out">"Sign out"</button>
-                                </ActionForm>
+                                </ServerForm>
                             }),
                             None => Either::Right(view! {
                                 <A href="/signin">"Sign in"</A>

@@ -4,7 +4,7 @@ use leptos_meta::{Meta, Title};
 use leptos_router::components::{Redirect, A};
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::form::{server_field_error, Field, FormError};
+use super::form::{server_field_error, Field, FormError, ServerForm};
 use super::{set_status, use_auth, NotFound};
 use crate::api::{get_profile, my_profile, Profile, UpdateProfile};
 use crate::domain::{AvatarUrl, Bio, DisplayName, Location, Website};
@@ -167,7 +167,7 @@ fn EditProfileForm(profile: Profile) -> impl IntoView {
                     " (your edits here are not saved)."
                 </p>
             </Show>
-            <ActionForm action=action attr:novalidate=true attr:class="form">
+            <ServerForm action=action novalidate=true class="form">
                 <Show when=move || !conflict()>
                     <FormError value=value/>
                 </Show>
@@ -185,7 +185,7 @@ fn EditProfileForm(profile: Profile) -> impl IntoView {
                 <button type="submit" class="button" disabled=move || action.pending().get() data-testid="save">
                     {move || if action.pending().get() { "Saving…" } else { "Save profile" }}
                 </button>
-            </ActionForm>
+            </ServerForm>
         </section>
     }
 }
