@@ -4,6 +4,7 @@ use leptos_meta::Title;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::use_query_map;
 
+use super::codec::WireJson;
 use super::form::{server_field_error, Field, FormError, ServerForm};
 use super::use_auth;
 use crate::api::{list_sessions, ChangePassword, LogoutEverywhere, RevokeSession, SessionInfo};
@@ -76,9 +77,10 @@ fn AccountSettings(username: String) -> impl IntoView {
     let change = ServerAction::<ChangePassword>::new();
     let revoke = ServerAction::<RevokeSession>::new();
     let everywhere = ServerAction::<LogoutEverywhere>::new();
-    let sessions = Resource::new(
+    let sessions = Resource::<_, WireJson>::new_with_options(
         move || (revoke.version().get(), change.version().get()),
         |_| list_sessions(),
+        false,
     );
     let query = use_query_map();
     let changed = move || {

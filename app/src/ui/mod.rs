@@ -3,6 +3,7 @@
 
 mod account;
 mod auth;
+mod codec;
 mod form;
 mod home;
 mod page;
@@ -15,6 +16,7 @@ use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
 use crate::api::{current_user, Logout, SignedInUser};
+use codec::WireJson;
 use form::ServerForm;
 use page::SyncPage;
 
@@ -72,7 +74,7 @@ fn set_content_security_policy(options: &LeptosOptions) {
 /// sign-in, sign-up or sign-out completes (`changed`).
 #[derive(Clone, Copy)]
 pub struct Auth {
-    pub user: Resource<Option<SignedInUser>>,
+    pub user: Resource<Option<SignedInUser>, WireJson>,
     pub logout: ServerAction<Logout>,
     changed: RwSignal<u64>,
 }
@@ -123,9 +125,10 @@ pub fn App() -> impl IntoView {
 fn Pages() -> impl IntoView {
     let logout = ServerAction::<Logout>::new();
     let changed = RwSignal::new(0);
-    let user = Resource::new(
+    let user = Resource::new_with_options(
         move || (changed.get(), logout.version().get()),
         |_| async move { current_user().await.ok().flatten() },
+        false,
     );
     provide_context(Auth {
         user,

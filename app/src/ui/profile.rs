@@ -4,6 +4,7 @@ use leptos_meta::{Meta, Title};
 use leptos_router::components::{Redirect, A};
 use leptos_router::hooks::{use_params_map, use_query_map};
 
+use super::codec::WireJson;
 use super::form::{server_field_error, Field, FormError, ServerForm};
 use super::{set_status, use_auth, NotFound};
 use crate::api::{get_profile, my_profile, Profile, UpdateProfile};
@@ -24,7 +25,7 @@ fn description(profile: &Profile) -> String {
 pub fn ProfilePage() -> impl IntoView {
     let params = use_params_map();
     let username = move || params.read().get("username").unwrap_or_default();
-    let profile = Resource::new(username, get_profile);
+    let profile = Resource::<_, WireJson>::new_with_options(username, get_profile, false);
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading profile…"</p> }>
             {move || Suspend::new(async move {
@@ -105,7 +106,7 @@ pub fn EditProfilePage() -> impl IntoView {
 
 #[component]
 fn EditProfileLoader() -> impl IntoView {
-    let profile = Resource::new(|| (), |_| my_profile());
+    let profile = Resource::<_, WireJson>::new_with_options(|| (), |_| my_profile(), false);
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading your profile…"</p> }>
             {move || Suspend::new(async move {
