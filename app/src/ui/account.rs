@@ -5,7 +5,7 @@ use leptos_router::components::Redirect;
 use leptos_router::hooks::use_query_map;
 
 use super::codec::WireJson;
-use super::form::{server_field_error, Field, FormError, ServerForm};
+use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton};
 use super::use_auth;
 use crate::api::{list_sessions, ChangePassword, LogoutEverywhere, RevokeSession, SessionInfo};
 use crate::domain::Password;
@@ -112,9 +112,7 @@ fn AccountSettings(username: String) -> impl IntoView {
                     server=server_field_error(value, "current_password")/>
                 <Field label="New password" name="new_password" kind="password" autocomplete="new-password"
                     live=check_password server=server_field_error(value, "new_password")/>
-                <button type="submit" class="button" disabled=move || change.pending().get()>
-                    {move || if change.pending().get() { "Changing…" } else { "Change password" }}
-                </button>
+                <SubmitButton pending=change.pending() label="Change password" busy="Changing…"/>
             </ServerForm>
         </section>
         <section class="card">

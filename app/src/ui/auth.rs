@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::{Redirect, A};
 
-use super::form::{server_field_error, Field, FormError, ServerForm};
+use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton};
 use super::use_auth;
 use crate::api::{Login, Register};
 use crate::domain::{Email, Password, Username};
@@ -50,9 +50,7 @@ pub fn SignUpPage() -> impl IntoView {
                 <Field label="Password" name="password" kind="password" autocomplete="new-password"
                     hint="At least 8 characters; a few unrelated words work well."
                     live=check_password server=server_field_error(value, "password")/>
-                <button type="submit" class="button" disabled=move || action.pending().get() data-testid="submit">
-                    {move || if action.pending().get() { "Creating your account…" } else { "Sign up" }}
-                </button>
+                <SubmitButton pending=action.pending() label="Sign up" busy="Creating your account…" testid="submit"/>
             </ServerForm>
             <p class="muted">"Already have an account? " <A href="/signin">"Sign in"</A></p>
         </section>
@@ -75,9 +73,7 @@ pub fn SignInPage() -> impl IntoView {
                     server=server_field_error(value, "identifier")/>
                 <Field label="Password" name="password" kind="password" autocomplete="current-password"
                     server=server_field_error(value, "password")/>
-                <button type="submit" class="button" disabled=move || action.pending().get() data-testid="submit">
-                    {move || if action.pending().get() { "Signing in…" } else { "Sign in" }}
-                </button>
+                <SubmitButton pending=action.pending() label="Sign in" busy="Signing in…" testid="submit"/>
             </ServerForm>
             <p class="muted">"New here? " <A href="/signup">"Create an account"</A></p>
         </section>

@@ -106,6 +106,24 @@ pub fn Field(
     }
 }
 
+/// A form's submit button: disabled, and saying so, while the form's server
+/// function runs. One component rather than the same two closures in every
+/// form, so the WASM carries them once.
+#[component]
+pub fn SubmitButton(
+    #[prop(into)] pending: Signal<bool>,
+    label: &'static str,
+    /// What the button says while the submission is pending.
+    busy: &'static str,
+    #[prop(optional)] testid: Option<&'static str>,
+) -> impl IntoView {
+    view! {
+        <button type="submit" class="button" disabled=move || pending.get() data-testid=testid>
+            {move || if pending.get() { busy } else { label }}
+        </button>
+    }
+}
+
 /// Errors that are not about one field (wrong password, rate limited,
 /// service unavailable).
 #[component]

@@ -5,7 +5,7 @@ use leptos_router::components::{Redirect, A};
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::codec::WireJson;
-use super::form::{server_field_error, Field, FormError, ServerForm};
+use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton};
 use super::{set_status, use_auth, NotFound};
 use crate::api::{get_profile, my_profile, Profile, UpdateProfile};
 use crate::domain::{AvatarUrl, Bio, DisplayName, Location, Website};
@@ -183,9 +183,7 @@ fn EditProfileForm(profile: Profile) -> impl IntoView {
                     live=|s| optional(|s| Location::parse(s).map(|_| ()), s) server=server_field_error(value, "location")/>
                 <Field label="Website" name="website" kind="url" value=website
                     live=|s| optional(|s| Website::parse(s).map(|_| ()), s) server=server_field_error(value, "website")/>
-                <button type="submit" class="button" disabled=move || action.pending().get() data-testid="save">
-                    {move || if action.pending().get() { "Saving…" } else { "Save profile" }}
-                </button>
+                <SubmitButton pending=action.pending() label="Save profile" busy="Saving…" testid="save"/>
             </ServerForm>
         </section>
     }
