@@ -1,9 +1,11 @@
+use leptos::either::Either;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::use_query_map;
 
-use super::form::{server_field_error, Field, FormError};
+use super::codec::WireJson;
+use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton};
 use super::use_auth;
 use crate::api::{list_sessions, ChangePassword, LogoutEverywhere, RevokeSession, SessionInfo};
 use crate::domain::Password;
@@ -62,8 +64,8 @@ pub fn AccountPage() -> impl IntoView {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match auth.user.await {
-                    None => view! { <Redirect path="/signin"/> }.into_any(),
-                    Some(user) => view! { <AccountSettings username=user.username/> }.into_any(),
+                    None => Either::Left(view! { <Redirect path="/signin"/> }),
+                    Some(user) => Either::Right(view! { <AccountSettings username=user.username/> }),
                 }
             })}
         </Transition>
@@ -75,9 +77,10 @@ fn AccountSettings(username: String) -> impl IntoView {
     let change = ServerAction::<ChangePassword>::new();
     let revoke = ServerAction::<RevokeSession>::new();
     let everywhere = ServerAction::<LogoutEverywhere>::new();
-    let sessions = Resource::new(
+    let sessions = Resource::<_, WireJson>::new_with_options(
         move || (revoke.version().get(), change.version().get()),
         |_| list_sessions(),
+        false,
     );
     let query = use_query_map();
     let changed = move || {
@@ -103,32 +106,30 @@ fn AccountSettings(username: String) -> impl IntoView {
             <Show when=changed>
                 <p class="banner banner-success" role="status" data-testid="password-changed">"Password changed. Other devices were signed out."</p>
             </Show>
-            <ActionForm action=change attr:novalidate=true attr:class="form">
+            <ServerForm action=change novalidate=true class="form">
                 <FormError value=value/>
                 <Field label="Current password" name="current_password" kind="password" autocomplete="current-password"
                     server=server_field_error(value, "current_password")/>
                 <Field label="New password" name="new_password" kind="password" autocomplete="new-password"
                     live=check_password server=server_field_error(value, "new_password")/>
-                <button type="submit" class="button" disabled=move || change.pending().get()>
-                    {move || if change.pending().get() { "Changing…" } else { "Change password" }}
-                </button>
-            </ActionForm>
+                <SubmitButton pending=change.pending() label="Change password" busy="Changing…"/>
+            </ServerForm>
         </section>
         <section class="card">
             <h2>"Where you are signed in"</h2>
             <Transition fallback=|| view! { <p class="muted">"Loading sessions…"</p> }>
                 {move || Suspend::new(async move {
                     match sessions.await {
-                        Ok(list) => view! { <SessionList list=list revoke=revoke/> }.into_any(),
-                        Err(error) => view! { <p class="banner banner-error">{error.to_string()}</p> }.into_any(),
+                        Ok(list) => Either::Left(view! { <SessionList list=list revoke=revoke/> }),
+                        Err(error) => Either::Right(view! { <p class="banner banner-error">{error.to_string()}</p> }),
                     }
                 })}
             </Transition>
-            <ActionForm action=everywhere attr:class="form">
+            <ServerForm action=everywhere class="form">
                 <button type="submit" class="button button-danger" data-testid="sign-out-everywhere">
                     "Sign out everywhere"
                 </button>
-            </ActionForm>
+            </ServerForm>
         </section>
     }
 }
@@ -148,10 +149,10 @@ fn SessionList(list: Vec<SessionInfo>, revoke: ServerAction<RevokeSession>) -> i
                         </div>
                     </div>
                     {(!session.current).then(|| view! {
-                        <ActionForm action=revoke attr:class="inline-form">
+                        <ServerForm action=revoke class="inline-form">
                             <input type="hidden" name="id" value=session.id.clone()/>
                             <button type="submit" class="link-button">"Sign out"</button>
-                        </ActionForm>
+                        </ServerForm>
                     })}
                 </li>
             }).collect_view()}

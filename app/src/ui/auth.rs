@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::{Redirect, A};
 
-use super::form::{server_field_error, Field, FormError};
+use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton};
 use super::use_auth;
 use crate::api::{Login, Register};
 use crate::domain::{Email, Password, Username};
@@ -40,7 +40,7 @@ pub fn SignUpPage() -> impl IntoView {
         <RedirectIfSignedIn/>
         <section class="card narrow">
             <h1>"Create your Folio"</h1>
-            <ActionForm action=action attr:novalidate=true attr:class="form">
+            <ServerForm action=action novalidate=true class="form">
                 <FormError value=value/>
                 <Field label="Username" name="username" autocomplete="username"
                     hint="3–30 characters: letters, digits, _"
@@ -50,10 +50,8 @@ pub fn SignUpPage() -> impl IntoView {
                 <Field label="Password" name="password" kind="password" autocomplete="new-password"
                     hint="At least 8 characters; a few unrelated words work well."
                     live=check_password server=server_field_error(value, "password")/>
-                <button type="submit" class="button" disabled=move || action.pending().get() data-testid="submit">
-                    {move || if action.pending().get() { "Creating your account…" } else { "Sign up" }}
-                </button>
-            </ActionForm>
+                <SubmitButton pending=action.pending() label="Sign up" busy="Creating your account…" testid="submit"/>
+            </ServerForm>
             <p class="muted">"Already have an account? " <A href="/signin">"Sign in"</A></p>
         </section>
     }
@@ -69,16 +67,14 @@ pub fn SignInPage() -> impl IntoView {
         <RedirectIfSignedIn/>
         <section class="card narrow">
             <h1>"Sign in"</h1>
-            <ActionForm action=action attr:novalidate=true attr:class="form">
+            <ServerForm action=action novalidate=true class="form">
                 <FormError value=value/>
                 <Field label="Username or email" name="identifier" autocomplete="username"
                     server=server_field_error(value, "identifier")/>
                 <Field label="Password" name="password" kind="password" autocomplete="current-password"
                     server=server_field_error(value, "password")/>
-                <button type="submit" class="button" disabled=move || action.pending().get() data-testid="submit">
-                    {move || if action.pending().get() { "Signing in…" } else { "Sign in" }}
-                </button>
-            </ActionForm>
+                <SubmitButton pending=action.pending() label="Sign in" busy="Signing in…" testid="submit"/>
+            </ServerForm>
             <p class="muted">"New here? " <A href="/signup">"Create an account"</A></p>
         </section>
     }

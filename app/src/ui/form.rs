@@ -1,7 +1,14 @@
 //! Form pieces shared by every page: a labelled field with its error, and the
 //! banner for errors that belong to no field.
 
+use leptos::either::Either;
 use leptos::prelude::*;
+
+use leptos::form::FromFormData;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use leptos::server_fn::ServerFn;
+use leptos::web_sys::SubmitEvent;
+use serde::de::DeserializeOwned;
 
 use crate::error::AppError;
 
@@ -62,7 +69,7 @@ pub fn Field(
         <div class="field" class:has-error=move || error.get().is_some()>
             <label for=id.clone()>{label}</label>
             {if kind == "textarea" {
-                view! {
+                Either::Left(view! {
                     <textarea
                         id=id.clone()
                         name=name
@@ -72,9 +79,9 @@ pub fn Field(
                         prop:value=move || value.get()
                         on:input=move |ev| { value.set(event_target_value(&ev)); touched.set(true); }
                     >{value.get_untracked()}</textarea>
-                }.into_any()
+                })
             } else {
-                view! {
+                Either::Right(view! {
                     <input
                         id=id.clone()
                         name=name
@@ -86,7 +93,7 @@ pub fn Field(
                         value=value.get_untracked()
                         on:input=move |ev| { value.set(event_target_value(&ev)); touched.set(true); }
                     />
-                }.into_any()
+                })
             }}
             <div class="field-meta">
                 <span class="field-error" id=error_id role="alert" data-testid=format!("{name}-error")>
@@ -96,6 +103,24 @@ pub fn Field(
                 {counter}
             </div>
         </div>
+    }
+}
+
+/// A form's submit button: disabled, and saying so, while the form's server
+/// function runs. One component rather than the same two closures in every
+/// form, so the WASM carries them once.
+#[component]
+pub fn SubmitButton(
+    #[prop(into)] pending: Signal<bool>,
+    label: &'static str,
+    /// What the button says while the submission is pending.
+    busy: &'static str,
+    #[prop(optional)] testid: Option<&'static str>,
+) -> impl IntoView {
+    view! {
+        <button type="submit" class="button" disabled=move || pending.get() data-testid=testid>
+            {move || if pending.get() { busy } else { label }}
+        </button>
     }
 }
 
@@ -114,5 +139,78 @@ where
             }),
             _ => None,
         }}
+    }
+}
+
+/// A form bound to a server function: without JavaScript a plain HTML POST
+/// to the function's URL, with it a typed call through `action` (pending
+/// state, value, errors), exactly like Leptos's `ActionForm`.
+///
+/// Written here for the WASM size (bench/NOTES.md, "WASM size"): only the
+/// submit handler depends on the server function, so the `<form>` element
+/// and its event listener are compiled once instead of once per function,
+/// and the children keep their type instead of becoming an `AnyView`. The
+/// router has already installed the server-function redirect hook (it does
+/// so before any page renders), so this does not set one.
+#[component]
+pub fn ServerForm<ServFn, Chil>(
+    action: ServerAction<ServFn>,
+    class: &'static str,
+    /// Leave validation to the shared domain types (and the server).
+    #[prop(optional)]
+    novalidate: bool,
+    children: TypedChildren<Chil>,
+) -> impl IntoView
+where
+    ServFn: ServerFn + DeserializeOwned + Clone + Send + Sync + 'static,
+    ServFn::Output: Send + Sync + 'static,
+    ServFn::Error: Send + Sync + 'static,
+    Chil: IntoView + 'static,
+{
+    let on_submit: SubmitHandler = Box::new(move |ev: SubmitEvent| {
+        if ev.default_prevented() {
+            return;
+        }
+        ev.prevent_default();
+        match ServFn::from_event(&ev) {
+            Ok(input) => {
+                action.dispatch(input);
+            }
+            Err(error) => {
+                leptos::logging::error!(
+                    "Error converting form field into server function arguments: {error:?}"
+                );
+                action
+                    .value()
+                    .set(Some(Err(ServFn::Error::from_server_fn_error(
+                        ServerFnErrorErr::Serialization(error.to_string()),
+                    ))));
+                action.version().update(|n| *n += 1);
+            }
+        }
+    });
+    let children = children.into_inner()();
+    // The server erases the form's content: with every field's type nested
+    // inside each page's type, laying out the server's async render of the
+    // sign-up page exceeds rustc's query depth limit. The HTML is the same
+    // either way, and the browser keeps the typed (smaller) version.
+    #[cfg(feature = "ssr")]
+    let children = children.into_any();
+    form_element(ServFn::url(), class, novalidate, on_submit, children)
+}
+
+type SubmitHandler = Box<dyn FnMut(SubmitEvent) + Send + 'static>;
+
+fn form_element(
+    url: &'static str,
+    class: &'static str,
+    novalidate: bool,
+    on_submit: SubmitHandler,
+    children: impl IntoView,
+) -> impl IntoView {
+    view! {
+        <form action=url method="post" novalidate=novalidate class=class on:submit=on_submit>
+            {children}
+        </form>
     }
 }

@@ -2,11 +2,12 @@ use leptos::prelude::*;
 use leptos_meta::{Meta, Title};
 use leptos_router::components::A;
 
+use super::codec::WireJson;
 use crate::api::count_users;
 
 #[component]
 pub fn HomePage() -> impl IntoView {
-    let users = Resource::new(|| (), |_| count_users());
+    let users = Resource::<_, WireJson>::new_with_options(|| (), |_| count_users(), false);
     let (show_how, set_show_how) = signal(false);
     view! {
         <Title text=""/>

@@ -3,16 +3,22 @@
 
 mod account;
 mod auth;
+mod codec;
 mod form;
 mod home;
+mod page;
 mod profile;
 
+use leptos::either::Either;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, Link, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
 use crate::api::{current_user, Logout, SignedInUser};
+use codec::WireJson;
+use form::ServerForm;
+use page::SyncPage;
 
 /// The HTML document around the app (server side only renders this).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -68,7 +74,7 @@ fn set_content_security_policy(options: &LeptosOptions) {
 /// sign-in, sign-up or sign-out completes (`changed`).
 #[derive(Clone, Copy)]
 pub struct Auth {
-    pub user: Resource<Option<SignedInUser>>,
+    pub user: Resource<Option<SignedInUser>, WireJson>,
     pub logout: ServerAction<Logout>,
     changed: RwSignal<u64>,
 }
@@ -119,9 +125,10 @@ pub fn App() -> impl IntoView {
 fn Pages() -> impl IntoView {
     let logout = ServerAction::<Logout>::new();
     let changed = RwSignal::new(0);
-    let user = Resource::new(
+    let user = Resource::new_with_options(
         move || (changed.get(), logout.version().get()),
         |_| async move { current_user().await.ok().flatten() },
+        false,
     );
     provide_context(Auth {
         user,
@@ -136,15 +143,15 @@ fn Pages() -> impl IntoView {
             // its data arrives, so every page (and the signed-in header)
             // is complete without JavaScript; out-of-order streaming
             // would need JavaScript to move the late chunks into place.
-            <Routes fallback=|| view! { <NotFound/> }>
-                <Route path=StaticSegment("") view=home::HomePage ssr=SsrMode::InOrder/>
-                <Route path=StaticSegment("signup") view=auth::SignUpPage ssr=SsrMode::InOrder/>
-                <Route path=StaticSegment("signin") view=auth::SignInPage ssr=SsrMode::InOrder/>
-                <Route path=StaticSegment("account") view=account::AccountPage ssr=SsrMode::InOrder/>
-                <Route path=(StaticSegment("settings"), StaticSegment("profile")) view=profile::EditProfilePage ssr=SsrMode::InOrder/>
+            <Routes fallback=|| SyncPage(view! { <NotFound/> })>
+                <Route path=StaticSegment("") view=|| SyncPage(view! { <home::HomePage/> }) ssr=SsrMode::InOrder/>
+                <Route path=StaticSegment("signup") view=|| SyncPage(view! { <auth::SignUpPage/> }) ssr=SsrMode::InOrder/>
+                <Route path=StaticSegment("signin") view=|| SyncPage(view! { <auth::SignInPage/> }) ssr=SsrMode::InOrder/>
+                <Route path=StaticSegment("account") view=|| SyncPage(view! { <account::AccountPage/> }) ssr=SsrMode::InOrder/>
+                <Route path=(StaticSegment("settings"), StaticSegment("profile")) view=|| SyncPage(view! { <profile::EditProfilePage/> }) ssr=SsrMode::InOrder/>
                 // Async: a public profile arrives complete (title, meta
                 // description, 404 status) for crawlers and link previews.
-                <Route path=(StaticSegment("u"), ParamSegment("username")) view=profile::ProfilePage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment("u"), ParamSegment("username")) view=|| SyncPage(view! { <profile::ProfilePage/> }) ssr=SsrMode::Async/>
             </Routes>
         </main>
         <footer class="footer">"Folio · typed RPC, Redis sessions, cache-aside reads"</footer>
@@ -161,18 +168,18 @@ fn Header() -> impl IntoView {
                 <Transition fallback=|| ()>
                     {move || Suspend::new(async move {
                         match auth.user.await {
-                            Some(user) => view! {
+                            Some(user) => Either::Left(view! {
                                 <A href=format!("/u/{}", user.username) attr:class="nav-user">"@"{user.username.clone()}</A>
                                 <A href="/settings/profile">"Edit profile"</A>
                                 <A href="/account">"Account"</A>
-                                <ActionForm action=auth.logout attr:class="inline-form">
+                                <ServerForm action=auth.logout class="inline-form">
                                     <button type="submit" class="link-button" data-testid="sign-out">"Sign out"</button>
-                                </ActionForm>
-                            }.into_any(),
-                            None => view! {
+                                </ServerForm>
+                            }),
+                            None => Either::Right(view! {
                                 <A href="/signin">"Sign in"</A>
                                 <A href="/signup" attr:class="button button-small">"Sign up"</A>
-                            }.into_any(),
+                            }),
                         }
                     })}
                 </Transition>

@@ -1,9 +1,11 @@
+use leptos::either::{Either, EitherOf3};
 use leptos::prelude::*;
 use leptos_meta::{Meta, Title};
 use leptos_router::components::{Redirect, A};
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::form::{server_field_error, Field, FormError};
+use super::codec::WireJson;
+use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton};
 use super::{set_status, use_auth, NotFound};
 use crate::api::{get_profile, my_profile, Profile, UpdateProfile};
 use crate::domain::{AvatarUrl, Bio, DisplayName, Location, Website};
@@ -23,19 +25,19 @@ fn description(profile: &Profile) -> String {
 pub fn ProfilePage() -> impl IntoView {
     let params = use_params_map();
     let username = move || params.read().get("username").unwrap_or_default();
-    let profile = Resource::new(username, get_profile);
+    let profile = Resource::<_, WireJson>::new_with_options(username, get_profile, false);
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading profile…"</p> }>
             {move || Suspend::new(async move {
                 match profile.await {
-                    Ok(profile) => view! { <ProfileView profile/> }.into_any(),
-                    Err(AppError::NotFound) => view! { <NotFound/> }.into_any(),
+                    Ok(profile) => EitherOf3::A(view! { <ProfileView profile/> }),
+                    Err(AppError::NotFound) => EitherOf3::B(view! { <NotFound/> }),
                     Err(error) => {
                         set_status(error.status_code());
-                        view! {
+                        EitherOf3::C(view! {
                             <Title text="Profile unavailable"/>
                             <p class="banner banner-error" role="alert">{error.to_string()}</p>
-                        }.into_any()
+                        })
                     }
                 }
             })}
@@ -67,8 +69,8 @@ fn ProfileView(profile: Profile) -> impl IntoView {
         <article class="card profile" data-testid="profile">
             <div class="profile-head">
                 {match profile.avatar_url.clone() {
-                    Some(src) => view! { <img class="avatar" src=src alt="" width="96" height="96" referrerpolicy="no-referrer"/> }.into_any(),
-                    None => view! { <div class="avatar avatar-initial" aria-hidden="true">{initial}</div> }.into_any(),
+                    Some(src) => Either::Left(view! { <img class="avatar" src=src alt="" width="96" height="96" referrerpolicy="no-referrer"/> }),
+                    None => Either::Right(view! { <div class="avatar avatar-initial" aria-hidden="true">{initial}</div> }),
                 }}
                 <div>
                     <h1 data-testid="display-name">{profile.display_name.clone()}</h1>
@@ -94,8 +96,8 @@ pub fn EditProfilePage() -> impl IntoView {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match auth.user.await {
-                    None => view! { <Redirect path="/signin"/> }.into_any(),
-                    Some(_) => view! { <EditProfileLoader/> }.into_any(),
+                    None => Either::Left(view! { <Redirect path="/signin"/> }),
+                    Some(_) => Either::Right(view! { <EditProfileLoader/> }),
                 }
             })}
         </Transition>
@@ -104,14 +106,14 @@ pub fn EditProfilePage() -> impl IntoView {
 
 #[component]
 fn EditProfileLoader() -> impl IntoView {
-    let profile = Resource::new(|| (), |_| my_profile());
+    let profile = Resource::<_, WireJson>::new_with_options(|| (), |_| my_profile(), false);
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading your profile…"</p> }>
             {move || Suspend::new(async move {
                 match profile.await {
-                    Ok(profile) => view! { <EditProfileForm profile/> }.into_any(),
-                    Err(AppError::Unauthorized) => view! { <Redirect path="/signin"/> }.into_any(),
-                    Err(error) => view! { <p class="banner banner-error">{error.to_string()}</p> }.into_any(),
+                    Ok(profile) => EitherOf3::A(view! { <EditProfileForm profile/> }),
+                    Err(AppError::Unauthorized) => EitherOf3::B(view! { <Redirect path="/signin"/> }),
+                    Err(error) => EitherOf3::C(view! { <p class="banner banner-error">{error.to_string()}</p> }),
                 }
             })}
         </Suspense>
@@ -166,7 +168,7 @@ fn EditProfileForm(profile: Profile) -> impl IntoView {
                     " (your edits here are not saved)."
                 </p>
             </Show>
-            <ActionForm action=action attr:novalidate=true attr:class="form">
+            <ServerForm action=action novalidate=true class="form">
                 <Show when=move || !conflict()>
                     <FormError value=value/>
                 </Show>
@@ -181,10 +183,8 @@ fn EditProfileForm(profile: Profile) -> impl IntoView {
                     live=|s| optional(|s| Location::parse(s).map(|_| ()), s) server=server_field_error(value, "location")/>
                 <Field label="Website" name="website" kind="url" value=website
                     live=|s| optional(|s| Website::parse(s).map(|_| ()), s) server=server_field_error(value, "website")/>
-                <button type="submit" class="button" disabled=move || action.pending().get() data-testid="save">
-                    {move || if action.pending().get() { "Saving…" } else { "Save profile" }}
-                </button>
-            </ActionForm>
+                <SubmitButton pending=action.pending() label="Save profile" busy="Saving…" testid="save"/>
+            </ServerForm>
         </section>
     }
 }
