@@ -3,21 +3,29 @@
 # and drives it with wrk. Prints one Markdown table and writes it to
 # bench/results.md (or bench/out/ with --smoke).
 #
-#   ./scripts/bench.sh                 10 s per scenario, 10 000 users
-#   ./scripts/bench.sh --duration 30   30 s per scenario
-#   ./scripts/bench.sh --smoke         1 s per scenario, 200 users (make test)
+#   ./scripts/bench.sh                 3 rounds of 5 s per scenario, 10 000 users
+#   ./scripts/bench.sh --rounds 5 --duration 10
+#   ./scripts/bench.sh --smoke         1 round of 1 s per scenario, 200 users (make test)
+#
+# This machine is shared and noisy: the same build's ceiling moved by 30 %
+# between two minutes. So each round runs the ceilings and the scenarios
+# back to back, a row reports the median of its rounds, and a ratio is the
+# median of the per-round ratios (scenario / ceiling of the same round).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
-DURATION=10
+DURATION=5
+ROUNDS=3
 USERS=10000
 SMOKE=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --smoke) SMOKE=1; DURATION=1; USERS=200 ;;
+    --smoke) SMOKE=1; DURATION=1; ROUNDS=1; USERS=200 ;;
     --duration) DURATION="$2"; shift ;;
     --duration=*) DURATION="${1#*=}" ;;
-    *) echo "usage: $0 [--smoke] [--duration SECS]" >&2; exit 2 ;;
+    --rounds) ROUNDS="$2"; shift ;;
+    --rounds=*) ROUNDS="${1#*=}" ;;
+    *) echo "usage: $0 [--smoke] [--duration SECS] [--rounds N]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -147,8 +155,9 @@ function request()
     'identifier=user' .. math.random(n) .. '&password=$PASSWORD')
 end"
 
-# Each row: scenario|concurrency|rps|p50_us|p99_us|errors
+# Each row: scenario|concurrency|round|rps|p50_us|p99_us|errors
 ROWS="$WORK/rows.txt"; : >"$ROWS"
+ROUND=1
 run_wrk() { # scenario, concurrency, script, path  -> appends a row, echoes the RESULT line
   local scenario=$1 conns=$2 script=$3 path=$4 threads=1
   [ "$conns" -gt 1 ] && threads=2
@@ -164,8 +173,8 @@ run_wrk() { # scenario, concurrency, script, path  -> appends a row, echoes the 
   p99=$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$line")
   bad=$(sed -E 's/.*non2xx=([0-9]+).*/\1/' <<<"$line")
   sock=$(sed -E 's/.*socket=([0-9]+).*/\1/' <<<"$line")
-  printf '%s|%s|%s|%s|%s|%s\n' "$scenario" "$conns" "$rps" "$p50" "$p99" "$((bad + sock))" >>"$ROWS"
-  printf '  %-34s c=%-3s %10s req/s  p50 %6s us  p99 %7s us  errors %s\n' "$scenario" "$conns" "$rps" "$p50" "$p99" "$((bad + sock))"
+  printf '%s|%s|%s|%s|%s|%s|%s\n' "$scenario" "$conns" "$ROUND" "$rps" "$p50" "$p99" "$((bad + sock))" >>"$ROWS"
+  printf '  %-38s c=%-3s r%s %10s req/s  p50 %6s us  p99 %7s us  errors %s\n' "$scenario" "$conns" "$ROUND" "$rps" "$p50" "$p99" "$((bad + sock))"
 }
 
 warm_all() {
@@ -184,18 +193,23 @@ PY
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-say "scenarios ($DURATION s each)"
-for c in 1 64; do run_wrk "ceiling A: GET /bench/static" $c get /bench/static; done
-for c in 1 64; do run_wrk "ceiling B: GET /bench/redis" $c get /bench/redis; done
-curl -fsS -o /dev/null -X POST "$BASE/api/get_profile" -d username=user1   # warm the hot key
-for c in 1 64; do run_wrk "get_profile warm, hot key" $c hot /api/get_profile; done
+curl -fsS -o /dev/null -X POST "$BASE/api/get_profile" -d username=user1   # the hot key
+curl -fsS -o /dev/null "$BASE/u/user1"                                       # its page
 warm_all
-for c in 1 64; do run_wrk "get_profile warm, spread keys" $c spread /api/get_profile; done
-curl -fsS -o /dev/null "$BASE/u/user1"
-for c in 1 64; do run_wrk "/u/:username page, warm" $c get /u/user1; done
-# What every request behind the server's layers costs with no work at all:
-# the gap between this and ceiling A is the middleware (see bench/NOTES.md).
-for c in 1 64; do run_wrk "/healthz (fixed JSON, every layer)" $c get /healthz; done
+say "scenarios ($ROUNDS rounds of $DURATION s each)"
+for c in 1 64; do
+  for ROUND in $(seq "$ROUNDS"); do
+    run_wrk "ceiling A: GET /bench/static" $c get /bench/static
+    run_wrk "ceiling B: GET /bench/redis" $c get /bench/redis
+    run_wrk "get_profile warm, hot key" $c hot /api/get_profile
+    run_wrk "get_profile warm, spread keys" $c spread /api/get_profile
+    run_wrk "/u/:username page, warm" $c get /u/user1
+    # What every request behind the server's layers costs with no work at
+    # all: the gap between this and ceiling A is the middleware.
+    run_wrk "/healthz (fixed JSON, every layer)" $c get /healthz
+  done
+done
+ROUND=1
 
 say "login at concurrency 64, /healthz at concurrency 1 meanwhile"
 run_wrk "login (argon2id)" 64 login /api/login &
@@ -206,11 +220,15 @@ wait "$LOGIN_PID"
 
 stop_server
 start_server FOLIO_PAGE_CACHE_PAGES=0
-for c in 1 64; do run_wrk "/u/:username page, rendered every time" $c get /u/user1; done
+for c in 1 64; do
+  for ROUND in $(seq "$ROUNDS"); do run_wrk "/u/:username page, rendered every time" $c get /u/user1; done
+done
 
 stop_server
 start_server FOLIO_PROFILE_CACHE=off FOLIO_PAGE_CACHE_PAGES=0
-for c in 1 64; do run_wrk "get_profile, cache off (Postgres)" $c hot /api/get_profile; done
+for c in 1 64; do
+  for ROUND in $(seq "$ROUNDS"); do run_wrk "get_profile, cache off (Postgres)" $c hot /api/get_profile; done
+done
 stop_server
 
 # --- sizes -------------------------------------------------------------------------
@@ -228,8 +246,41 @@ size_row() { # label, file
 }
 
 # --- table -------------------------------------------------------------------------
-ms() { awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'; }
-ceiling() { awk -F'|' -v s="$1" -v c="$2" '$1 ~ s && $2 == c { print $3 }' "$ROWS"; }
+# Median per scenario and concurrency; ratio = median over rounds of the
+# scenario's req/s over its ceiling's in the same round (A for pages and
+# /healthz, B for get_profile); rows measured on another server run (page
+# cache off, profile cache off) are compared with the ceiling's median.
+table() {
+  python3 - "$ROWS" <<'PY'
+import statistics as st, sys
+rows = {}
+for line in open(sys.argv[1]):
+    scenario, conns, rnd, rps, p50, p99, errors = line.rstrip("\n").split("|")
+    rows.setdefault((scenario, int(conns)), []).append(
+        (int(rnd), float(rps), int(p50), int(p99), int(errors)))
+def ceiling_of(scenario):
+    if scenario.startswith("get_profile"): return "ceiling B: GET /bench/redis", "B"
+    if scenario.startswith("/u/") or scenario.startswith("/healthz (fixed"): return "ceiling A: GET /bench/static", "A"
+    return None, None
+print("| scenario | concurrency | req/s | p50 | p99 | errors | ratio |")
+print("|---|---|---|---|---|---|---|")
+for (scenario, conns), runs in rows.items():
+    rps = st.median(r[1] for r in runs)
+    p50 = st.median(r[2] for r in runs) / 1000
+    p99 = st.median(r[3] for r in runs) / 1000
+    errors = sum(r[4] for r in runs)
+    ratio = ""
+    name, letter = ceiling_of(scenario)
+    if name and (name, conns) in rows:
+        by_round = {r[0]: r[1] for r in rows[(name, conns)]}
+        same = [r[1] / by_round[r[0]] for r in runs if r[0] in by_round and by_round[r[0]] > 0]
+        own_run = scenario not in ("/u/:username page, rendered every time", "get_profile, cache off (Postgres)")
+        if not own_run or not same:
+            same = [rps / st.median(by_round.values())]
+        ratio = f"{st.median(same):.2f} × {letter}"
+    print(f"| {scenario} | {conns} | {rps:.0f} | {p50:.2f} ms | {p99:.2f} ms | {errors} | {ratio} |")
+PY
+}
 {
   echo "# Folio benchmarks"
   echo
@@ -237,18 +288,9 @@ ceiling() { awk -F'|' -v s="$1" -v c="$2" '$1 ~ s && $2 == c { print $3 }' "$ROW
   echo "- commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- app server || echo ' (with uncommitted changes)')"
   echo "- machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2/1048576 }' /proc/meminfo); wrk, the server, Postgres and Redis on the same machine"
   echo "- load average before the scenarios: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg) (anything else running skews every row)"
-  echo "- $DURATION s per scenario, $USERS seeded users; wrk threads 1 at concurrency 1, 2 at concurrency 64"
+  echo "- $USERS seeded users; rounds: $ROUNDS, of $DURATION s per scenario (login: one run); each row is the median of its rounds, each ratio the median of per-round ratios against the ceiling measured in the same round; wrk threads 1 at concurrency 1, 2 at concurrency 64"
   echo
-  echo "| scenario | concurrency | req/s | p50 | p99 | errors | ratio |"
-  echo "|---|---|---|---|---|---|---|"
-  while IFS='|' read -r scenario conns rps p50 p99 errors; do
-    ratio=""
-    case "$scenario" in
-      get_profile*) ratio=$(awk -v r="$rps" -v c="$(ceiling 'ceiling B' "$conns")" 'BEGIN { if (c > 0) printf "%.2f × B", r / c }') ;;
-      /u/*|"/healthz (fixed"*) ratio=$(awk -v r="$rps" -v c="$(ceiling 'ceiling A' "$conns")" 'BEGIN { if (c > 0) printf "%.2f × A", r / c }') ;;
-    esac
-    printf '| %s | %s | %.0f | %s | %s | %s | %s |\n' "$scenario" "$conns" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$errors" "$ratio"
-  done <"$ROWS"
+  table
   echo
   echo "Peak RSS of the server (VmHWM, largest of the three server runs): $(awk -v k="$PEAK_RSS_KB" 'BEGIN { printf "%.1f MiB", k / 1024 }')"
   echo

@@ -2,6 +2,7 @@
 //!
 //! It names the request (`x-request-id`, kept when the caller sent a sane
 //! one), opens its tracing span, refuses cross-site writes (`crate::csrf`),
+//! answers from a stored profile page when it can (`crate::page_cache`),
 //! records its metrics, and on the way out adds the security headers and the
 //! cache policy (`crate::hygiene`) and says which instance answered.
 //!
@@ -23,7 +24,10 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
+use app::ssr::AppState;
+
 use crate::hygiene::{self, CachePolicy};
+use crate::page_cache::{self, PageCache};
 use crate::{csrf, metrics};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -34,25 +38,41 @@ const INSTANCE: HeaderName = HeaderName::from_static("x-folio-instance");
 const MAX_REQUEST_ID_LEN: usize = 128;
 
 pub struct Edge {
+    app: AppState,
+    pages: Arc<PageCache>,
     instance: HeaderValue,
-    /// Random per process, so ids from different instances (and restarts)
-    /// never collide; the counter makes them unique within the process.
-    id_prefix: String,
-    next_id: AtomicU64,
+    ids: RequestIds,
 }
 
 impl Edge {
-    pub fn new(instance: &str) -> Arc<Self> {
+    pub fn new(app: AppState, pages: Arc<PageCache>, instance: &str) -> Arc<Self> {
         Arc::new(Self {
+            app,
+            pages,
             instance: HeaderValue::from_str(instance).unwrap_or(HeaderValue::from_static("folio")),
-            id_prefix: format!("{:016x}", uuid::Uuid::new_v4().as_u64_pair().0),
-            next_id: AtomicU64::new(1),
+            ids: RequestIds::new(),
         })
+    }
+}
+
+struct RequestIds {
+    /// Random per process, so ids from different instances (and restarts)
+    /// never collide; the counter makes them unique within the process.
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        Self {
+            prefix: format!("{:016x}", uuid::Uuid::new_v4().as_u64_pair().0),
+            next: AtomicU64::new(1),
+        }
     }
 
     /// The caller's id when it is usable, else a new one. A counter and not
     /// a random UUID: a UUID cost a `getrandom` system call per request.
-    fn request_id(&self, request: &Request) -> HeaderValue {
+    fn for_request(&self, request: &Request) -> HeaderValue {
         if let Some(given) = request.headers().get(&REQUEST_ID) {
             let bytes = given.as_bytes();
             if !bytes.is_empty()
@@ -62,8 +82,8 @@ impl Edge {
                 return given.clone();
             }
         }
-        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{}-{n:x}", self.id_prefix))
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
             .unwrap_or(HeaderValue::from_static("-"))
     }
 }
@@ -74,7 +94,7 @@ pub async fn around_every_request(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let request_id = edge.request_id(&request);
+    let request_id = edge.ids.for_request(&request);
     request.headers_mut().insert(REQUEST_ID, request_id.clone());
     // Path only: query strings may carry what does not belong in logs.
     let span = tracing::info_span!(
@@ -91,7 +111,7 @@ pub async fn around_every_request(
         if csrf::is_cross_site(&request) {
             return csrf::refuse(&request);
         }
-        let response = next.run(request).await;
+        let response = page_cache::serve(&edge.app, &edge.pages, request, next).await;
         if response.status().is_server_error() {
             tracing::error!(status = response.status().as_u16(), "request failed");
         }
@@ -100,7 +120,7 @@ pub async fn around_every_request(
     .instrument(span)
     .await;
 
-    metrics::record(route, &method, response.status(), started.elapsed());
+    metrics::record(&route, &method, response.status(), started.elapsed());
     let mut response = policy.apply(response);
     let headers = response.headers_mut();
     hygiene::add_security_headers(headers);
@@ -123,18 +143,18 @@ mod tests {
 
     #[test]
     fn request_ids_are_kept_when_sane_and_made_unique_otherwise() {
-        let edge = Edge::new("test");
+        let ids = RequestIds::new();
 
         assert_eq!(
-            edge.request_id(&request_with_id(Some("abc-123"))),
+            ids.for_request(&request_with_id(Some("abc-123"))),
             "abc-123"
         );
         let long = "x".repeat(MAX_REQUEST_ID_LEN + 1);
-        let replaced = edge.request_id(&request_with_id(Some(&long)));
+        let replaced = ids.for_request(&request_with_id(Some(&long)));
         assert_ne!(replaced, long.as_str());
-        let first = edge.request_id(&request_with_id(None));
-        let second = edge.request_id(&request_with_id(None));
+        let first = ids.for_request(&request_with_id(None));
+        let second = ids.for_request(&request_with_id(None));
         assert_ne!(first, second);
-        assert!(first.to_str().unwrap().starts_with(&edge.id_prefix));
+        assert!(first.to_str().unwrap().starts_with(&ids.prefix));
     }
 }

@@ -24,16 +24,20 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// popular page is absorbed before it reaches us.
 const PROFILE_PAGE_MAX_AGE: u32 = 30;
 
-/// The layers between the edge (`crate::edge`) and the handlers: a time
-/// limit, a body limit, and compression.
-pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+/// The limits between the edge (`crate::edge`) and the handlers: time and
+/// body size.
+pub fn limits<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router
-        .layer(CompressionLayer::new().br(true).gzip(true))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
+}
+
+/// Brotli or gzip, as the client accepts, for responses worth compressing.
+pub fn compression() -> CompressionLayer {
+    CompressionLayer::new().br(true).gzip(true)
 }
 
 /// Headers every response carries unless its handler chose otherwise.

@@ -3,15 +3,15 @@
 //! the app keeps (cache, rate limits, sessions, infrastructure errors,
 //! hashing queue). Guarded by a bearer token when `FOLIO_METRICS_TOKEN` is set.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use app::ssr::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use metrics::SharedString;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::page_cache::PageCache;
@@ -56,27 +56,80 @@ pub fn init() {
 
 /// The route label of a request: the axum route it matched (each server
 /// function is its own, `/api/<name>`), so that labels stay few.
-pub fn route_of(request: &Request) -> String {
-    match request.extensions().get::<MatchedPath>() {
-        Some(path) => path.as_str().to_owned(),
-        None if request.uri().path().starts_with("/pkg/") => "/pkg/*".to_owned(),
-        None => "fallback".to_owned(),
+pub struct RouteLabel {
+    matched: Option<MatchedPath>,
+    otherwise: &'static str,
+}
+
+impl RouteLabel {
+    fn as_str(&self) -> &str {
+        self.matched
+            .as_ref()
+            .map_or(self.otherwise, MatchedPath::as_str)
     }
 }
 
-pub fn record(route: String, method: &Method, status: StatusCode, elapsed: Duration) {
-    // Static label values where possible: a label is allocated per request.
-    let method: SharedString = match *method {
-        Method::GET => SharedString::const_str("GET"),
-        Method::POST => SharedString::const_str("POST"),
-        Method::HEAD => SharedString::const_str("HEAD"),
-        ref other => SharedString::from(other.as_str().to_owned()),
-    };
-    let status = SharedString::from(status.as_u16().to_string());
-    metrics::counter!("folio_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
-        .increment(1);
-    metrics::histogram!("folio_http_request_duration_seconds", "route" => route)
-        .record(elapsed.as_secs_f64());
+pub fn route_of(request: &Request) -> RouteLabel {
+    RouteLabel {
+        // An `Arc` inside: no copy of the path per request.
+        matched: request.extensions().get::<MatchedPath>().cloned(),
+        otherwise: if request.uri().path().starts_with("/pkg/") {
+            "/pkg/*"
+        } else {
+            "fallback"
+        },
+    }
+}
+
+/// Methods outside this list are counted as `OTHER`: a client chooses the
+/// method, and every new label value would be a new time series.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+type Series = (metrics::Counter, metrics::Histogram);
+type SeriesByRoute = HashMap<String, HashMap<(&'static str, u16), Series>>;
+
+/// The registered series, looked up by borrowed route name: building the
+/// labelled keys allocated and hashed four strings per request.
+fn series() -> &'static RwLock<SeriesByRoute> {
+    static SERIES: OnceLock<RwLock<SeriesByRoute>> = OnceLock::new();
+    SERIES.get_or_init(RwLock::default)
+}
+
+pub fn record(route: &RouteLabel, method: &Method, status: StatusCode, elapsed: Duration) {
+    let key = (method_label(method), status.as_u16());
+    let seconds = elapsed.as_secs_f64();
+    {
+        let known = series().read().unwrap_or_else(|e| e.into_inner());
+        if let Some((requests, duration)) = known.get(route.as_str()).and_then(|m| m.get(&key)) {
+            requests.increment(1);
+            duration.record(seconds);
+            return;
+        }
+    }
+    let route = route.as_str().to_owned();
+    let requests = metrics::counter!("folio_http_requests_total",
+        "route" => route.clone(), "method" => key.0, "status" => key.1.to_string());
+    let duration =
+        metrics::histogram!("folio_http_request_duration_seconds", "route" => route.clone());
+    requests.increment(1);
+    duration.record(seconds);
+    series()
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(route)
+        .or_default()
+        .insert(key, (requests, duration));
 }
 
 pub async fn render(

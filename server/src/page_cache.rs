@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use app::domain::Username;
 use app::ssr::AppState;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
@@ -98,16 +98,15 @@ fn cacheable_request(request: &Request, cache: &PageCache) -> Option<Username> {
     Username::parse(name).ok().filter(|u| u.as_str() == name)
 }
 
-pub async fn serve_profile_pages(
-    State((state, cache)): State<(AppState, Arc<PageCache>)>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(username) = cacheable_request(&request, &cache) else {
+/// Answers an anonymous profile page request with the stored page when it
+/// is still current; otherwise runs `next` and keeps what it renders. Every
+/// other request goes straight to `next`. Called by `crate::edge`.
+pub async fn serve(state: &AppState, cache: &PageCache, request: Request, next: Next) -> Response {
+    let Some(username) = cacheable_request(&request, cache) else {
         return next.run(request).await;
     };
     // Unknown users and outages render as usual (404, 503): nothing to keep.
-    let Ok(profile) = app::ssr::profiles::get(&state, &username).await else {
+    let Ok(profile) = app::ssr::profiles::get(state, &username).await else {
         return next.run(request).await;
     };
     let path = request.uri().path().to_owned();
@@ -120,7 +119,7 @@ pub async fn serve_profile_pages(
     }
     cache.misses.fetch_add(1, Ordering::Relaxed);
     let response = next.run(request).await;
-    store(&cache, &path, response).await
+    store(cache, &path, response).await
 }
 
 /// Keeps a copy of a rendered page when it qualifies, and answers with it.

@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{redact, Settings};
 use crate::edge::{self, Edge};
-use crate::page_cache::{self, PageCache};
+use crate::page_cache::PageCache;
 use crate::{health, hygiene, metrics};
 
 #[derive(Debug, thiserror::Error)]
@@ -219,7 +219,7 @@ impl Application {
                 metrics_token: MetricsToken(settings.metrics_token.clone()),
                 pages: pages.clone(),
             }),
-            Edge::new(&settings.instance),
+            Edge::new(state.clone(), pages.clone(), &settings.instance),
         );
         if settings.bench_endpoints {
             router = router.merge(crate::bench::routes().with_state(RouterState::new(
@@ -292,7 +292,6 @@ fn router(router_state: RouterState, edge: Arc<Edge>) -> Router {
         move || provide_context(state.clone())
     };
     let leptos_options = inner.leptos_options.clone();
-    let page_cache_state = (inner.app.clone(), inner.pages.clone());
     let app = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -302,15 +301,14 @@ fn router(router_state: RouterState, edge: Arc<Edge>) -> Router {
         })
         .fallback(file_and_error_handler_with_context::<RouterState, _>(
             context, shell,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            page_cache_state,
-            page_cache::serve_profile_pages,
         ));
-    hygiene::apply(app)
+    // Compression outermost: stored pages are kept uncompressed and
+    // compressed per request like any other response.
+    hygiene::limits(app)
         .layer(axum::middleware::from_fn_with_state(
             edge,
             edge::around_every_request,
         ))
+        .layer(hygiene::compression())
         .with_state(router_state)
 }

@@ -161,3 +161,27 @@ async fn responses_carry_security_headers_and_compress() {
         "{csp}"
     );
 }
+
+#[tokio::test]
+async fn unknown_methods_share_one_metrics_label() {
+    let app = spawn_app().await;
+    let method = reqwest::Method::from_bytes(b"FROBNICATE").unwrap();
+
+    app.client
+        .request(method, app.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains(r#"method="OTHER""#), "{text}");
+    assert!(!text.contains("FROBNICATE"), "{text}");
+}
