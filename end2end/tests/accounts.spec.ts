@@ -1,6 +1,6 @@
 import { test, expect } from "@playwright/test";
 import { hydrated, signIn, signOut, signUp } from "./helpers";
-import { startInstance } from "./server";
+import { E2E_PORT, startInstance } from "./server";
 
 for (const js of [true, false]) {
   test.describe(js ? "with JavaScript" : "without JavaScript", () => {
@@ -63,10 +63,10 @@ test("a weak password is refused by the server next to the field", async ({ page
 
 test("a session made on one instance is valid on another", async ({ page }) => {
   const username = await signUp(page);
-  const second = await startInstance(3101);
+  const second = await startInstance(E2E_PORT + 1);
   try {
     // Cookies are not isolated by port: the browser sends the same cookie.
-    await page.goto("http://127.0.0.1:3101/account");
+    await page.goto(`http://127.0.0.1:${E2E_PORT + 1}/account`);
     await expect(page.getByText(`Signed in as @${username}`)).toBeVisible();
   } finally {
     second.kill();
