@@ -10,4 +10,6 @@ mod ui;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 
+#[cfg(feature = "hydrate")]
+pub use ui::hydrate;
 pub use ui::{shell, App};

@@ -1,7 +1,7 @@
 import { expect, Page } from "@playwright/test";
 import { PASSWORD, uniqueName } from "./server";
 
-/** Waits until the WASM has hydrated the page (set by the app's first effect). */
+/** Waits until the WASM has hydrated the page's islands (set by the last island, `HydrationMarker`). */
 export async function hydrated(page: Page) {
   await expect(page.locator("body[data-hydrated=true]")).toHaveCount(1);
 }

@@ -4,11 +4,11 @@ use leptos_meta::Title;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::use_query_map;
 
-use super::codec::WireJson;
 use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton};
 use super::use_auth;
 use crate::api::{list_sessions, ChangePassword, LogoutEverywhere, RevokeSession, SessionInfo};
 use crate::domain::Password;
+use crate::error::AppError;
 
 fn check_password(s: &str) -> Option<String> {
     Password::parse(s).err()
@@ -72,23 +72,51 @@ pub fn AccountPage() -> impl IntoView {
     }
 }
 
+/// Loads the sessions on the server and hands them to the island.
 #[component]
 fn AccountSettings(username: String) -> impl IntoView {
+    let sessions = Resource::<_>::new_with_options(|| (), |_| list_sessions(), false);
+    // Set by the server's redirect after a change without JavaScript.
+    let query = use_query_map();
+    let password_changed = query.read_untracked().get("password_changed").is_some();
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || {
+                let username = username.clone();
+                Suspend::new(async move {
+                    let sessions = sessions.await;
+                    view! { <AccountForms username sessions password_changed/> }
+                })
+            }}
+        </Suspense>
+    }
+}
+
+/// The account page's forms, and the session list they change (a revoked
+/// session, or a password change, reloads it from the server).
+#[island]
+fn AccountForms(
+    username: String,
+    sessions: Result<Vec<SessionInfo>, AppError>,
+    password_changed: bool,
+) -> impl IntoView {
     let change = ServerAction::<ChangePassword>::new();
     let revoke = ServerAction::<RevokeSession>::new();
     let everywhere = ServerAction::<LogoutEverywhere>::new();
-    let sessions = Resource::<_, WireJson>::new_with_options(
+    let sessions = RwSignal::new(sessions);
+    Effect::watch(
         move || (revoke.version().get(), change.version().get()),
-        |_| list_sessions(),
+        move |_, _, _| {
+            leptos::task::spawn_local(async move {
+                sessions.set(list_sessions().await);
+            });
+        },
         false,
     );
-    let query = use_query_map();
-    let changed = move || {
-        matches!(change.value().get(), Some(Ok(())))
-            || query.read().get("password_changed").is_some()
-    };
+    let changed = move || matches!(change.value().get(), Some(Ok(()))) || password_changed;
     let value = change.value();
-    // Signing out everywhere ends this session too: go to sign-in.
+    // Signing out everywhere ends this session too: the server function
+    // redirects to sign-in (this is the fallback should it not).
     Effect::new(move |_| {
         if matches!(everywhere.value().get(), Some(Ok(_))) {
             let _ = leptos::prelude::window().location().set_href("/signin");
@@ -117,14 +145,10 @@ fn AccountSettings(username: String) -> impl IntoView {
         </section>
         <section class="card">
             <h2>"Where you are signed in"</h2>
-            <Transition fallback=|| view! { <p class="muted">"Loading sessions…"</p> }>
-                {move || Suspend::new(async move {
-                    match sessions.await {
-                        Ok(list) => Either::Left(view! { <SessionList list=list revoke=revoke/> }),
-                        Err(error) => Either::Right(view! { <p class="banner banner-error">{error.to_string()}</p> }),
-                    }
-                })}
-            </Transition>
+            {move || match sessions.get() {
+                Ok(list) => Either::Left(view! { <SessionList list=list revoke=revoke/> }),
+                Err(error) => Either::Right(view! { <p class="banner banner-error">{error.to_string()}</p> }),
+            }}
             <ServerForm action=everywhere class="form">
                 <button type="submit" class="button button-danger" data-testid="sign-out-everywhere">
                     "Sign out everywhere"
@@ -133,7 +157,6 @@ fn AccountSettings(username: String) -> impl IntoView {
         </section>
     }
 }
-
 #[component]
 fn SessionList(list: Vec<SessionInfo>, revoke: ServerAction<RevokeSession>) -> impl IntoView {
     view! {

@@ -32,50 +32,65 @@ fn RedirectIfSignedIn() -> impl IntoView {
 
 #[component]
 pub fn SignUpPage() -> impl IntoView {
-    let action = ServerAction::<Register>::new();
-    let value = action.value();
-    use_auth().refresh_after(value);
     view! {
         <Title text="Sign up"/>
         <RedirectIfSignedIn/>
         <section class="card narrow">
             <h1>"Create your Folio"</h1>
-            <ServerForm action=action novalidate=true class="form">
-                <FormError value=value/>
-                <Field label="Username" name="username" autocomplete="username"
-                    hint="3–30 characters: letters, digits, _"
-                    live=check_username server=server_field_error(value, "username")/>
-                <Field label="Email" name="email" kind="email" autocomplete="email"
-                    live=check_email server=server_field_error(value, "email")/>
-                <Field label="Password" name="password" kind="password" autocomplete="new-password"
-                    hint="At least 8 characters; a few unrelated words work well."
-                    live=check_password server=server_field_error(value, "password")/>
-                <SubmitButton pending=action.pending() label="Sign up" busy="Creating your account…" testid="submit"/>
-            </ServerForm>
+            <SignUpForm/>
             <p class="muted">"Already have an account? " <A href="/signin">"Sign in"</A></p>
         </section>
     }
 }
 
+/// On success the server function redirects to `/`: a page load, so the
+/// header shows who is signed in.
+#[island]
+fn SignUpForm() -> impl IntoView {
+    let action = ServerAction::<Register>::new();
+    let value = action.value();
+    view! {
+        <ServerForm action=action novalidate=true class="form">
+            <FormError value=value/>
+            <Field label="Username" name="username" autocomplete="username"
+                hint="3–30 characters: letters, digits, _"
+                live=check_username server=server_field_error(value, "username")/>
+            <Field label="Email" name="email" kind="email" autocomplete="email"
+                live=check_email server=server_field_error(value, "email")/>
+            <Field label="Password" name="password" kind="password" autocomplete="new-password"
+                hint="At least 8 characters; a few unrelated words work well."
+                live=check_password server=server_field_error(value, "password")/>
+            <SubmitButton pending=action.pending() label="Sign up" busy="Creating your account…" testid="submit"/>
+        </ServerForm>
+    }
+}
+
 #[component]
 pub fn SignInPage() -> impl IntoView {
-    let action = ServerAction::<Login>::new();
-    let value = action.value();
-    use_auth().refresh_after(value);
     view! {
         <Title text="Sign in"/>
         <RedirectIfSignedIn/>
         <section class="card narrow">
             <h1>"Sign in"</h1>
-            <ServerForm action=action novalidate=true class="form">
-                <FormError value=value/>
-                <Field label="Username or email" name="identifier" autocomplete="username"
-                    server=server_field_error(value, "identifier")/>
-                <Field label="Password" name="password" kind="password" autocomplete="current-password"
-                    server=server_field_error(value, "password")/>
-                <SubmitButton pending=action.pending() label="Sign in" busy="Signing in…" testid="submit"/>
-            </ServerForm>
+            <SignInForm/>
             <p class="muted">"New here? " <A href="/signup">"Create an account"</A></p>
         </section>
+    }
+}
+
+/// Like `SignUpForm`: a success redirects to `/` with a page load.
+#[island]
+fn SignInForm() -> impl IntoView {
+    let action = ServerAction::<Login>::new();
+    let value = action.value();
+    view! {
+        <ServerForm action=action novalidate=true class="form">
+            <FormError value=value/>
+            <Field label="Username or email" name="identifier" autocomplete="username"
+                server=server_field_error(value, "identifier")/>
+            <Field label="Password" name="password" kind="password" autocomplete="current-password"
+                server=server_field_error(value, "password")/>
+            <SubmitButton pending=action.pending() label="Sign in" busy="Signing in…" testid="submit"/>
+        </ServerForm>
     }
 }

@@ -149,9 +149,9 @@ where
 /// Written here for the WASM size (bench/NOTES.md, "WASM size"): only the
 /// submit handler depends on the server function, so the `<form>` element
 /// and its event listener are compiled once instead of once per function,
-/// and the children keep their type instead of becoming an `AnyView`. The
-/// router has already installed the server-function redirect hook (it does
-/// so before any page renders), so this does not set one.
+/// and the children keep their type instead of becoming an `AnyView`. In the
+/// browser the redirect hook is installed by `ui::hydrate` (a server
+/// function's redirect becomes a page load), so this does not set one.
 #[component]
 pub fn ServerForm<ServFn, Chil>(
     action: ServerAction<ServFn>,

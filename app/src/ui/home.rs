@@ -1,20 +1,15 @@
 use leptos::prelude::*;
 use leptos_meta::{Meta, Title};
-use leptos_router::components::A;
 
-use super::codec::WireJson;
 use crate::api::count_users;
 
 #[component]
 pub fn HomePage() -> impl IntoView {
-    let users = Resource::<_, WireJson>::new_with_options(|| (), |_| count_users(), false);
-    let (show_how, set_show_how) = signal(false);
+    let users = Resource::<_>::new_with_options(|| (), |_| count_users(), false);
     view! {
         <Title text=""/>
         <Meta name="description" content="Folio: a public profile page that stays fast and available."/>
-        <section class="hero">
-            <h1>"Your public profile, fast everywhere."</h1>
-            <p class="lead">"Sign up, write a few lines about yourself, and share one link."</p>
+        <Hero>
             <p class="stat" data-testid="user-count">
                 <Suspense fallback=|| view! { <span class="muted">"Counting people…"</span> }>
                     {move || Suspend::new(async move {
@@ -26,8 +21,23 @@ pub fn HomePage() -> impl IntoView {
                     })}
                 </Suspense>
             </p>
+        </Hero>
+    }
+}
+
+/// The hero and its "How it works" toggle. An island around the whole hero
+/// (the toggle's section follows it), the user count passed in as children:
+/// rendered on the server, never hydrated.
+#[island]
+fn Hero(children: Children) -> impl IntoView {
+    let (show_how, set_show_how) = signal(false);
+    view! {
+        <section class="hero">
+            <h1>"Your public profile, fast everywhere."</h1>
+            <p class="lead">"Sign up, write a few lines about yourself, and share one link."</p>
+            {children()}
             <div class="actions">
-                <A href="/signup" attr:class="button">"Create your profile"</A>
+                <a href="/signup" class="button">"Create your profile"</a>
                 <button
                     type="button"
                     class="button button-secondary"

@@ -1,12 +1,12 @@
-//! The Leptos UI. Rendered on the server, hydrated in the browser; the same
-//! components run in both places.
+//! The Leptos UI, in islands mode: every page is rendered on the server, and
+//! only the `#[island]` components (the forms, the home page's toggle, the
+//! hydration marker) are compiled to WASM and hydrated in the browser. Links
+//! are plain links: a navigation is a page load.
 
 mod account;
 mod auth;
-mod codec;
 mod form;
 mod home;
-mod page;
 mod profile;
 
 use leptos::either::Either;
@@ -16,9 +16,44 @@ use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
 use crate::api::{current_user, Logout, SignedInUser};
-use codec::WireJson;
-use form::ServerForm;
-use page::SyncPage;
+use leptos::server_fn::ServerFn;
+
+/// The browser side, called by the WASM entry point (`frontend`): server
+/// functions that redirect (sign in, sign up, sign out, sign out everywhere)
+/// do so with a full page load, so the whole page (header included) is
+/// rendered anew for the new session; then the islands hydrate.
+#[cfg(feature = "hydrate")]
+pub fn hydrate() {
+    let _ = leptos::server_fn::redirect::set_redirect_hook(|location: &str| {
+        let _ = window().location().set_href(location);
+    });
+    leptos::mount::hydrate_islands();
+    provide_server_action_error();
+}
+
+/// A plain form post that failed (sent before the WASM loaded, or without
+/// JavaScript) comes back with the error in the URL (`__path`, `__err`). On
+/// the server the router hands it to the page's `ServerAction`; in the browser
+/// there is no router, so this does the same for the islands, which then
+/// hydrate with the error the server rendered.
+#[cfg(feature = "hydrate")]
+fn provide_server_action_error() {
+    let Ok(search) = window().location().search() else {
+        return;
+    };
+    let param = |name: &str| {
+        search
+            .trim_start_matches('?')
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(key, _)| *key == name)
+            .and_then(|(_, value)| js_sys::decode_uri_component(&value.replace('+', " ")).ok())
+            .map(String::from)
+    };
+    if let (Some(path), Some(err)) = (param("__path"), param("__err")) {
+        provide_context(leptos::server::ServerActionError::new(&path, &err));
+    }
+}
 
 /// The HTML document around the app (server side only renders this).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -32,7 +67,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <AutoReload options=options.clone()/>
                 <HashedStylesheet options=options.clone() id="leptos"/>
-                <HydrationScripts options/>
+                <HydrationScripts options islands=true/>
                 <MetaTags/>
             </head>
             <body>
@@ -70,27 +105,12 @@ fn set_content_security_policy(options: &LeptosOptions) {
     }
 }
 
-/// Who is signed in, shared by the header and every page. Refetched whenever
-/// sign-in, sign-up or sign-out completes (`changed`).
+/// Who is signed in, shared by the header and every page, read once per
+/// page render on the server (a sign-in or sign-out is followed by a page
+/// load, which reads it again).
 #[derive(Clone, Copy)]
 pub struct Auth {
-    pub user: Resource<Option<SignedInUser>, WireJson>,
-    pub logout: ServerAction<Logout>,
-    changed: RwSignal<u64>,
-}
-
-impl Auth {
-    /// Refetches the user after `action` succeeds.
-    pub fn refresh_after<T: Send + Sync + 'static, E: Send + Sync + 'static>(
-        self,
-        value: impl Get<Value = Option<Result<T, E>>> + Send + Sync + 'static,
-    ) {
-        Effect::new(move |_| {
-            if matches!(value.get(), Some(Ok(_))) {
-                self.changed.update(|n| *n += 1);
-            }
-        });
-    }
+    pub user: Resource<Option<SignedInUser>>,
 }
 
 pub fn use_auth() -> Auth {
@@ -101,21 +121,27 @@ pub fn use_auth() -> Auth {
 pub fn App() -> impl IntoView {
     provide_meta_context();
 
-    // Browser tests wait for this marker before clicking: it is set by the
-    // first effect, which only ever runs once the WASM has hydrated the page.
-    Effect::new(move |_| {
-        if let Some(body) = document().body() {
-            let _ = body.set_attribute("data-hydrated", "true");
-        }
-    });
-
     view! {
         <Link rel="icon" href="/favicon.svg"/>
         <Title formatter=|title: String| if title.is_empty() { "Folio".to_owned() } else { format!("{title} · Folio") }/>
         <Router>
             <Pages/>
         </Router>
+        <HydrationMarker/>
     }
+}
+
+/// Browser tests wait for `data-hydrated` on `<body>` before clicking. This
+/// island is on every page, and the islands of a page hydrate in document
+/// order, so it is set (by its first effect, which runs only in the browser)
+/// once every other island of the page is interactive.
+#[island]
+fn HydrationMarker() -> impl IntoView {
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
 }
 
 /// Inside the router. Server actions whose errors must show without
@@ -123,18 +149,12 @@ pub fn App() -> impl IntoView {
 /// router provides the error a plain form post brought back in the URL.
 #[component]
 fn Pages() -> impl IntoView {
-    let logout = ServerAction::<Logout>::new();
-    let changed = RwSignal::new(0);
-    let user = Resource::new_with_options(
-        move || (changed.get(), logout.version().get()),
+    let user = Resource::<_>::new_with_options(
+        || (),
         |_| async move { current_user().await.ok().flatten() },
         false,
     );
-    provide_context(Auth {
-        user,
-        logout,
-        changed,
-    });
+    provide_context(Auth { user });
 
     view! {
         <Header/>
@@ -143,15 +163,15 @@ fn Pages() -> impl IntoView {
             // its data arrives, so every page (and the signed-in header)
             // is complete without JavaScript; out-of-order streaming
             // would need JavaScript to move the late chunks into place.
-            <Routes fallback=|| SyncPage(view! { <NotFound/> })>
-                <Route path=StaticSegment("") view=|| SyncPage(view! { <home::HomePage/> }) ssr=SsrMode::InOrder/>
-                <Route path=StaticSegment("signup") view=|| SyncPage(view! { <auth::SignUpPage/> }) ssr=SsrMode::InOrder/>
-                <Route path=StaticSegment("signin") view=|| SyncPage(view! { <auth::SignInPage/> }) ssr=SsrMode::InOrder/>
-                <Route path=StaticSegment("account") view=|| SyncPage(view! { <account::AccountPage/> }) ssr=SsrMode::InOrder/>
-                <Route path=(StaticSegment("settings"), StaticSegment("profile")) view=|| SyncPage(view! { <profile::EditProfilePage/> }) ssr=SsrMode::InOrder/>
+            <Routes fallback=|| view! { <NotFound/> }>
+                <Route path=StaticSegment("") view=|| view! { <home::HomePage/> } ssr=SsrMode::InOrder/>
+                <Route path=StaticSegment("signup") view=|| view! { <auth::SignUpPage/> } ssr=SsrMode::InOrder/>
+                <Route path=StaticSegment("signin") view=|| view! { <auth::SignInPage/> } ssr=SsrMode::InOrder/>
+                <Route path=StaticSegment("account") view=|| view! { <account::AccountPage/> } ssr=SsrMode::InOrder/>
+                <Route path=(StaticSegment("settings"), StaticSegment("profile")) view=|| view! { <profile::EditProfilePage/> } ssr=SsrMode::InOrder/>
                 // Async: a public profile arrives complete (title, meta
                 // description, 404 status) for crawlers and link previews.
-                <Route path=(StaticSegment("u"), ParamSegment("username")) view=|| SyncPage(view! { <profile::ProfilePage/> }) ssr=SsrMode::Async/>
+                <Route path=(StaticSegment("u"), ParamSegment("username")) view=|| view! { <profile::ProfilePage/> } ssr=SsrMode::Async/>
             </Routes>
         </main>
         <footer class="footer">"Folio · typed RPC, Redis sessions, cache-aside reads"</footer>
@@ -172,9 +192,11 @@ fn Header() -> impl IntoView {
                                 <A href=format!("/u/{}", user.username) attr:class="nav-user">"@"{user.username.clone()}</A>
                                 <A href="/settings/profile">"Edit profile"</A>
                                 <A href="/account">"Account"</A>
-                                <ServerForm action=auth.logout class="inline-form">
+                                // A plain form, no island: the server
+                                // signs out and redirects to a fresh page.
+                                <form action=Logout::url() method="post" class="inline-form">
                                     <button type="submit" class="link-button" data-testid="sign-out">"Sign out"</button>
-                                </ServerForm>
+                                </form>
                             }),
                             None => Either::Right(view! {
                                 <A href="/signin">"Sign in"</A>

@@ -1,10 +1,9 @@
 use leptos::either::{Either, EitherOf3};
 use leptos::prelude::*;
 use leptos_meta::{Meta, Title};
-use leptos_router::components::{Redirect, A};
+use leptos_router::components::Redirect;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::codec::WireJson;
 use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton};
 use super::{set_status, use_auth, NotFound};
 use crate::api::{get_profile, my_profile, Profile, UpdateProfile};
@@ -25,7 +24,7 @@ fn description(profile: &Profile) -> String {
 pub fn ProfilePage() -> impl IntoView {
     let params = use_params_map();
     let username = move || params.read().get("username").unwrap_or_default();
-    let profile = Resource::<_, WireJson>::new_with_options(username, get_profile, false);
+    let profile = Resource::<_>::new_with_options(username, get_profile, false);
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading profile…"</p> }>
             {move || Suspend::new(async move {
@@ -106,12 +105,14 @@ pub fn EditProfilePage() -> impl IntoView {
 
 #[component]
 fn EditProfileLoader() -> impl IntoView {
-    let profile = Resource::<_, WireJson>::new_with_options(|| (), |_| my_profile(), false);
+    let profile = Resource::<_>::new_with_options(|| (), |_| my_profile(), false);
+    // Set by the server's redirect after a save without JavaScript.
+    let saved_before = use_query_map().read_untracked().get("saved").is_some();
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading your profile…"</p> }>
             {move || Suspend::new(async move {
                 match profile.await {
-                    Ok(profile) => EitherOf3::A(view! { <EditProfileForm profile/> }),
+                    Ok(profile) => EitherOf3::A(view! { <EditProfileForm profile saved_before/> }),
                     Err(AppError::Unauthorized) => EitherOf3::B(view! { <Redirect path="/signin"/> }),
                     Err(error) => EitherOf3::C(view! { <p class="banner banner-error">{error.to_string()}</p> }),
                 }
@@ -128,8 +129,11 @@ fn optional(check: fn(&str) -> Result<(), String>, s: &str) -> Option<String> {
     }
 }
 
-#[component]
-fn EditProfileForm(profile: Profile) -> impl IntoView {
+/// The editor: counters, live validation, pending state, the saved and
+/// conflict banners. `saved_before` is the server's word that the last save
+/// (a plain form post) succeeded.
+#[island]
+fn EditProfileForm(profile: Profile, saved_before: bool) -> impl IntoView {
     let action = ServerAction::<UpdateProfile>::new();
     let value = action.value();
     let version = RwSignal::new(profile.version);
@@ -138,7 +142,6 @@ fn EditProfileForm(profile: Profile) -> impl IntoView {
     let avatar_url = RwSignal::new(profile.avatar_url.clone().unwrap_or_default());
     let location = RwSignal::new(profile.location.clone().unwrap_or_default());
     let website = RwSignal::new(profile.website.clone().unwrap_or_default());
-    let query = use_query_map();
     // A successful save moves the form to the new version, so the next save
     // from this tab is not mistaken for a stale one.
     Effect::new(move |_| {
@@ -149,7 +152,7 @@ fn EditProfileForm(profile: Profile) -> impl IntoView {
     let saved = move || match value.get() {
         Some(Ok(_)) => true,
         Some(Err(_)) => false,
-        None => query.read().get("saved").is_some(),
+        None => saved_before,
     };
     let conflict = move || matches!(value.get(), Some(Err(AppError::Conflict { .. })));
     let username = profile.username.clone();
@@ -157,7 +160,7 @@ fn EditProfileForm(profile: Profile) -> impl IntoView {
     view! {
         <section class="card">
             <h1>"Edit your profile"</h1>
-            <p class="muted">"Everyone can see this at " <A href=format!("/u/{username}")>{format!("/u/{username}")}</A></p>
+            <p class="muted">"Everyone can see this at " <a href=format!("/u/{username}")>{format!("/u/{username}")}</a></p>
             <Show when=saved>
                 <p class="banner banner-success" role="status" data-testid="saved">"Saved. Your public page is up to date."</p>
             </Show>
