@@ -1,6 +1,6 @@
 import { test, expect } from "@playwright/test";
 import { hydrated, signIn, signOut, signUp } from "./helpers";
-import { E2E_PORT, startInstance } from "./server";
+import { E2E_PORT, PASSWORD, startInstance } from "./server";
 
 for (const js of [true, false]) {
   test.describe(js ? "with JavaScript" : "without JavaScript", () => {
@@ -71,4 +71,30 @@ test("a session made on one instance is valid on another", async ({ page }) => {
   } finally {
     second.kill();
   }
+});
+
+test("a failed form post reopened with JavaScript shows its error and hydrates", async ({ browser, page }) => {
+  const username = await signUp(page);
+  await signOut(page);
+  // Without JavaScript the post comes back with the error in the URL.
+  const noJs = await browser.newContext({ javaScriptEnabled: false, baseURL: `http://127.0.0.1:${E2E_PORT}` });
+  const plain = await noJs.newPage();
+  await plain.goto("/signin");
+  await plain.getByLabel("Username or email").fill(username);
+  await plain.getByLabel("Password").fill("not-the-password-1");
+  await plain.getByTestId("submit").click();
+  await expect(plain).toHaveURL(/__err=/);
+  const failedUrl = plain.url();
+  await noJs.close();
+
+  // The same URL in a browser with JavaScript: the island hydrates with the
+  // error the server rendered, and the form works.
+  await page.goto(failedUrl);
+  await hydrated(page);
+  await expect(page.getByTestId("form-error")).toHaveText("Incorrect username, email or password.");
+  await page.getByLabel("Username or email").fill(username);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByTestId("submit").click();
+  await expect(page).toHaveURL(/\/$/);
+  await expect(page.locator(".nav-user")).toHaveText(`@${username}`);
 });
