@@ -173,15 +173,7 @@ async fn unknown_methods_share_one_metrics_label() {
         .await
         .unwrap();
 
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(text.contains(r#"method="OTHER""#), "{text}");
     assert!(!text.contains("FROBNICATE"), "{text}");
 }
