@@ -66,12 +66,11 @@ trap stop_server EXIT
 
 start_server() { # extra VAR=value settings
   say "starting the release server on $BASE $*"
-  env DATABASE_URL="$BENCH_DB_URL" REDIS_URL="$REDIS_URL" \
-    LEPTOS_OUTPUT_NAME=folio LEPTOS_SITE_ROOT="$ROOT/target/site" LEPTOS_SITE_PKG_DIR=pkg \
-    LEPTOS_SITE_ADDR="127.0.0.1:$PORT" FOLIO_BENCH_ENDPOINTS=on FOLIO_LOG=warn \
+  release_server "$PORT" DATABASE_URL="$BENCH_DB_URL" REDIS_URL="$REDIS_URL" \
+    FOLIO_BENCH_ENDPOINTS=on FOLIO_LOG=warn \
     FOLIO_REDIS_PREFIX="$PREFIX" FOLIO_LOGIN_LIMIT_ACCOUNT=1000000/60 \
     FOLIO_LOGIN_LIMIT_IP=1000000/60 FOLIO_REGISTER_LIMIT_IP=1000000/60 "$@" \
-    "$CARGO_TARGET_DIR/release/server" >>"$WORK/server.log" 2>&1 &
+    >>"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 300); do
     if curl -fsS "$BASE/readyz" >/dev/null 2>&1; then return 0; fi

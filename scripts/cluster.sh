@@ -36,16 +36,6 @@ free_port() {
   done
 }
 
-# Polls until $1 answers 200, for at most $2 seconds.
-wait_http_200() {
-  local url="$1" secs="$2" i
-  for ((i = 0; i < secs * 10; i++)); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)" = 200 ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
 ensure_nginx() {
   if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
     say "installing nginx"
@@ -57,16 +47,13 @@ ensure_nginx() {
 start_instance() {
   local i="$1" name="folio-$1" port
   port="$(free_port)"
-  FOLIO_INSTANCE="$name" \
-  FOLIO_TRUSTED_PROXIES=127.0.0.1 \
-  FOLIO_REDIS_PREFIX="cluster:$CLUSTER_DB:" \
-  DATABASE_URL="$CLUSTER_DB_URL" \
-  LEPTOS_OUTPUT_NAME=folio \
-  LEPTOS_SITE_ROOT="$ROOT/target/site" \
-  LEPTOS_SITE_PKG_DIR=pkg \
-  LEPTOS_SITE_ADDR="127.0.0.1:$port" \
-  FOLIO_LOG="${FOLIO_LOG:-warn}" \
-    "$CARGO_TARGET_DIR/release/server" >"$CLUSTER_DIR/logs/$name.log" 2>&1 &
+  release_server "$port" \
+    FOLIO_INSTANCE="$name" \
+    FOLIO_TRUSTED_PROXIES=127.0.0.1 \
+    FOLIO_REDIS_PREFIX="cluster:$CLUSTER_DB:" \
+    DATABASE_URL="$CLUSTER_DB_URL" \
+    FOLIO_LOG="${FOLIO_LOG:-warn}" \
+    >"$CLUSTER_DIR/logs/$name.log" 2>&1 &
   INSTANCE_PIDS[i]=$!
   INSTANCE_NAMES[i]="$name"
   INSTANCE_PORTS[i]="$port"

@@ -135,6 +135,29 @@ ensure_services() {
   say "Redis:    $REDIS_URL"
 }
 
+# --- the release server ------------------------------------------------------------
+
+# Runs the release binary (built by `cargo leptos build --release`) on
+# 127.0.0.1:$1 with the site layout cargo-leptos would pass, plus any
+# VAR=value settings; in the foreground, so callers add `&` and redirect.
+# `exec`: a function run with `&` is a subshell, and `$!` must be the
+# server itself (callers kill it and read its /proc status).
+release_server() {
+  local port="$1"; shift
+  exec env LEPTOS_OUTPUT_NAME=folio LEPTOS_SITE_ROOT="$ROOT/target/site" LEPTOS_SITE_PKG_DIR=pkg \
+    LEPTOS_SITE_ADDR="127.0.0.1:$port" "$@" "$CARGO_TARGET_DIR/release/server"
+}
+
+# Polls until $1 answers 200, for at most $2 seconds.
+wait_http_200() {
+  local url="$1" secs="$2" i
+  for ((i = 0; i < secs * 10; i++)); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)" = 200 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 # --- benchmarks ----------------------------------------------------------------
 
 # wrk drives the load of scripts/bench.sh; brotli (best effort) measures the

@@ -23,12 +23,11 @@ psql "$DB_URL" -Atc 'SELECT 1 FROM users LIMIT 1' >/dev/null 2>&1 \
   || { echo "no seeded folio_bench database: run make bench (or ./scripts/bench.sh --smoke) first" >&2; exit 1; }
 
 WORK="$(mktemp -d)"; PORT=3301; BASE="http://127.0.0.1:$PORT"
-env DATABASE_URL="$DB_URL" REDIS_URL="$REDIS_URL" LEPTOS_OUTPUT_NAME=folio \
-  LEPTOS_SITE_ROOT="$ROOT/target/site" LEPTOS_SITE_PKG_DIR=pkg LEPTOS_SITE_ADDR="127.0.0.1:$PORT" \
-  FOLIO_LOG=warn FOLIO_REDIS_PREFIX="bench:" "$@" "$BIN" >"$WORK/server.log" 2>&1 &
+release_server "$PORT" DATABASE_URL="$DB_URL" REDIS_URL="$REDIS_URL" \
+  FOLIO_LOG=warn FOLIO_REDIS_PREFIX="bench:" "$@" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 trap 'kill $SERVER_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 100); do curl -fsS "$BASE/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+wait_http_200 "$BASE/readyz" 10 || { cat "$WORK/server.log" >&2; exit 1; }
 
 case "$scenario" in
   hot) path=/api/get_profile
