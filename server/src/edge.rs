@@ -90,12 +90,11 @@ impl RequestIds {
 
 pub async fn around_every_request(
     State(edge): State<Arc<Edge>>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
     let request_id = edge.ids.for_request(&request);
-    request.headers_mut().insert(REQUEST_ID, request_id.clone());
     // Path only: query strings may carry what does not belong in logs.
     let span = tracing::info_span!(
         "request",

@@ -20,9 +20,11 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// Public profile pages may be cached briefly by browsers and shared caches:
-/// an edit shows within this many seconds, while a burst of visits to a
-/// popular page is absorbed before it reaches us.
-const PROFILE_PAGE_MAX_AGE: u32 = 30;
+/// an edit shows within 30 s, while a burst of visits to a popular page is
+/// absorbed before it reaches us.
+const PROFILE_PAGE_CACHE_CONTROL: &str = "public, max-age=30";
+/// A profile page differs for a signed-in visitor, and by encoding.
+const PROFILE_PAGE_VARY: &str = "Cookie, Accept-Encoding";
 
 /// The limits between the edge (`crate::edge`) and the handlers: time and
 /// body size.
@@ -130,24 +132,18 @@ impl CachePolicy {
             // The page differs for a signed-in visitor (the header), so only
             // anonymous responses are shareable.
             PathKind::ProfilePage if response.status() == StatusCode::OK && !self.signed_in => {
-                profile_page_max_age()
+                HeaderValue::from_static(PROFILE_PAGE_CACHE_CONTROL)
             }
             _ => HeaderValue::from_static("no-store"),
         };
         response.headers_mut().insert(header::CACHE_CONTROL, policy);
         if self.kind == PathKind::ProfilePage {
-            response.headers_mut().insert(
-                header::VARY,
-                HeaderValue::from_static("Cookie, Accept-Encoding"),
-            );
+            response
+                .headers_mut()
+                .insert(header::VARY, HeaderValue::from_static(PROFILE_PAGE_VARY));
         }
         response
     }
-}
-
-fn profile_page_max_age() -> HeaderValue {
-    HeaderValue::from_str(&format!("public, max-age={PROFILE_PAGE_MAX_AGE}"))
-        .unwrap_or_else(|_| HeaderValue::from_static("no-store"))
 }
 
 /// Qualifies a profile page's ETag (set by the page from the profile's
@@ -182,13 +178,13 @@ fn revalidate(
     let mut not_modified = Response::new(axum::body::Body::empty());
     *not_modified.status_mut() = StatusCode::NOT_MODIFIED;
     not_modified.headers_mut().insert(header::ETAG, etag);
+    not_modified.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(PROFILE_PAGE_CACHE_CONTROL),
+    );
     not_modified
         .headers_mut()
-        .insert(header::CACHE_CONTROL, profile_page_max_age());
-    not_modified.headers_mut().insert(
-        header::VARY,
-        HeaderValue::from_static("Cookie, Accept-Encoding"),
-    );
+        .insert(header::VARY, HeaderValue::from_static(PROFILE_PAGE_VARY));
     Some(not_modified)
 }
 

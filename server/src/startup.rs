@@ -212,24 +212,18 @@ impl Application {
                 })?;
         metrics::init();
         let pages = PageCache::new(settings.page_cache_pages);
+        let router_state = RouterState::new(RouterStateInner {
+            leptos_options: leptos_options(&settings),
+            app: state.clone(),
+            metrics_token: MetricsToken(settings.metrics_token.clone()),
+            pages: pages.clone(),
+        });
         let mut router = router(
-            RouterState::new(RouterStateInner {
-                leptos_options: leptos_options(&settings),
-                app: state.clone(),
-                metrics_token: MetricsToken(settings.metrics_token.clone()),
-                pages: pages.clone(),
-            }),
-            Edge::new(state.clone(), pages.clone(), &settings.instance),
+            router_state.clone(),
+            Edge::new(state.clone(), pages, &settings.instance),
         );
         if settings.bench_endpoints {
-            router = router.merge(crate::bench::routes().with_state(RouterState::new(
-                RouterStateInner {
-                    leptos_options: leptos_options(&settings),
-                    app: state.clone(),
-                    metrics_token: MetricsToken::default(),
-                    pages,
-                },
-            )));
+            router = router.merge(crate::bench::routes().with_state(router_state));
         }
         Ok(Self {
             listener,
