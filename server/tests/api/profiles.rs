@@ -388,17 +388,20 @@ async fn visit(app: &TestApp, path: &str, cookie: &Cookie) -> (u16, String, Stri
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
-    let policy = response.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let headers = response.headers().clone();
+    let body = response.text().await.unwrap();
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    // Everything about an unexpected answer, to diagnose a rare failure
+    // seen once in a full parallel run (a response without the page's CSP).
     let nonce = policy
         .split("'nonce-")
         .nth(1)
         .and_then(|rest| rest.split('\'').next())
-        .unwrap_or_else(|| panic!("no nonce in {policy}"))
+        .unwrap_or_else(|| {
+            panic!("no nonce in {policy}; status {status}, headers {headers:?}, body {body}")
+        })
         .to_owned();
-    (status, nonce, response.text().await.unwrap())
+    (status, nonce, body)
 }
 
 #[tokio::test]
