@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod domain;
+pub mod dto;
 pub mod error;
 mod ui;
 

@@ -26,9 +26,10 @@ use tracing::Instrument;
 
 use app::ssr::AppState;
 
+use crate::csrf;
 use crate::hygiene::{self, CachePolicy};
+use crate::metrics::{self, HttpMetrics};
 use crate::page_cache::{self, PageCache};
-use crate::{csrf, metrics};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const INSTANCE: HeaderName = HeaderName::from_static("x-folio-instance");
@@ -42,11 +43,13 @@ pub struct Edge {
     pages: Arc<PageCache>,
     instance: HeaderValue,
     ids: RequestIds,
+    http_metrics: HttpMetrics,
 }
 
 impl Edge {
     pub fn new(app: AppState, pages: Arc<PageCache>, instance: &str) -> Arc<Self> {
         Arc::new(Self {
+            http_metrics: HttpMetrics::new(&app.metrics),
             app,
             pages,
             instance: HeaderValue::from_str(instance).unwrap_or(HeaderValue::from_static("folio")),
@@ -119,7 +122,8 @@ pub async fn around_every_request(
     .instrument(span)
     .await;
 
-    metrics::record(&route, &method, response.status(), started.elapsed());
+    edge.http_metrics
+        .record(&route, &method, response.status(), started.elapsed());
     let mut response = policy.apply(response);
     let headers = response.headers_mut();
     hygiene::add_security_headers(headers);

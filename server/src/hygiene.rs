@@ -62,12 +62,11 @@ pub fn add_security_headers(headers: &mut HeaderMap) {
 }
 
 /// Whether the request carries a session cookie (valid or not): such a
-/// visitor's pages show who is signed in, so they are never shared.
+/// visitor's pages show who is signed in, so they are never shared. The same
+/// parser as the renderer's (`app::ssr::request`), so that no request is
+/// anonymous to one and signed in to the other.
 pub fn signed_in(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.contains("__Host-folio_session="))
+    app::ssr::request::has_session_cookie(headers)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

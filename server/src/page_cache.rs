@@ -15,11 +15,13 @@
 //! no profile text can contain it) is replaced in the body and in the header.
 //! Signed-in visitors (their header differs), requests with a query string,
 //! and anything but a 200 with a nonce and an ETag and without a cookie are
-//! never stored or served from here.
+//! never stored or served from here. The render of a page to be stored
+//! cannot see the request's cookies at all: they are removed before it, so
+//! whatever cookie parsing the renderer does, it renders the anonymous page.
+//! A page older than the newest version this instance has heard of is
+//! never stored (and could not be served: the read gives the newer tag).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use app::domain::Username;
 use app::ssr::AppState;
@@ -30,6 +32,7 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use leptos::nonce::Nonce;
+use metrics::Counter;
 
 use crate::hygiene::signed_in;
 
@@ -38,9 +41,9 @@ const MAX_PAGE_BYTES: usize = 256 * 1024;
 
 pub struct PageCache {
     capacity: usize,
-    pages: Mutex<HashMap<String, Arc<StoredPage>>>,
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
+    pages: moka::sync::Cache<String, Arc<StoredPage>>,
+    hits: Counter,
+    misses: Counter,
 }
 
 struct StoredPage {
@@ -53,35 +56,30 @@ struct StoredPage {
 
 impl PageCache {
     /// Keeps at most `capacity` pages (0 turns the cache off).
-    pub fn new(capacity: usize) -> Arc<Self> {
+    pub fn new(capacity: usize, state: &AppState) -> Arc<Self> {
+        let metrics = &state.metrics;
+        metrics.describe_counter(
+            "folio_page_cache_hits_total",
+            "Anonymous profile pages answered with a stored render.",
+        );
+        metrics.describe_counter(
+            "folio_page_cache_misses_total",
+            "Anonymous profile pages rendered (and stored when they qualify).",
+        );
         Arc::new(Self {
             capacity,
-            pages: Mutex::default(),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            pages: moka::sync::Cache::new(capacity as u64),
+            hits: metrics.counter("folio_page_cache_hits_total", &[]),
+            misses: metrics.counter("folio_page_cache_misses_total", &[]),
         })
     }
 
-    fn pages(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<StoredPage>>> {
-        // Every operation is one call on the map: a panic elsewhere cannot
-        // leave it half-updated.
-        self.pages.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn get(&self, path: &str, tag: &HeaderValue) -> Option<Arc<StoredPage>> {
-        self.pages()
-            .get(path)
-            .filter(|page| page.tag == tag)
-            .cloned()
+        self.pages.get(path).filter(|page| page.tag == tag)
     }
 
     fn put(&self, path: &str, page: StoredPage) {
-        let mut pages = self.pages();
-        if pages.len() >= self.capacity && !pages.contains_key(path) {
-            // Crude but bounded: pages are cheap to render again.
-            pages.clear();
-        }
-        pages.insert(path.to_owned(), Arc::new(page));
+        self.pages.insert(path.to_owned(), Arc::new(page));
     }
 }
 
@@ -114,16 +112,29 @@ pub async fn serve(state: &AppState, cache: &PageCache, request: Request, next: 
         .ok()
         .and_then(|tag| cache.get(&path, &tag))
     {
-        cache.hits.fetch_add(1, Ordering::Relaxed);
+        cache.hits.increment(1);
         return page.with_fresh_nonce();
     }
-    cache.misses.fetch_add(1, Ordering::Relaxed);
+    cache.misses.increment(1);
+    let mut request = request;
+    request.headers_mut().remove(header::COOKIE);
     let response = next.run(request).await;
-    store(cache, &path, response).await
+    let floor = state.profiles.floor(username.as_str());
+    store(cache, &path, floor, response).await
+}
+
+/// The profile version a page's tag (`W/"{username}-{version}"`) names.
+fn version_of(tag: &HeaderValue) -> Option<i32> {
+    let tag = tag
+        .to_str()
+        .ok()?
+        .trim_start_matches("W/")
+        .trim_matches('"');
+    tag.rsplit_once('-')?.1.parse().ok()
 }
 
 /// Keeps a copy of a rendered page when it qualifies, and answers with it.
-async fn store(cache: &PageCache, path: &str, response: Response) -> Response {
+async fn store(cache: &PageCache, path: &str, floor: i32, response: Response) -> Response {
     let (parts, body) = response.into_parts();
     let tag = parts.headers.get(header::ETAG).cloned();
     let nonce = parts
@@ -133,7 +144,10 @@ async fn store(cache: &PageCache, path: &str, response: Response) -> Response {
         .and_then(nonce_of);
     // A response that sets a cookie belongs to one visitor only.
     let personal = parts.headers.contains_key(header::SET_COOKIE);
-    let (Some(tag), Some(nonce), StatusCode::OK, false) = (tag, nonce, parts.status, personal)
+    // An edit this instance has heard of since the render read the profile.
+    let outdated = tag.as_ref().and_then(version_of).is_none_or(|v| v < floor);
+    let (Some(tag), Some(nonce), StatusCode::OK, false) =
+        (tag, nonce, parts.status, personal || outdated)
     else {
         return Response::from_parts(parts, body);
     };
@@ -188,7 +202,14 @@ impl StoredPage {
 
 #[cfg(test)]
 mod tests {
-    use super::nonce_of;
+    use super::{nonce_of, version_of, HeaderValue};
+
+    #[test]
+    fn the_version_is_read_from_the_page_tag() {
+        let tag = HeaderValue::from_static("W/\"ada_l-12\"");
+        assert_eq!(version_of(&tag), Some(12));
+        assert_eq!(version_of(&HeaderValue::from_static("W/\"x\"")), None);
+    }
 
     #[test]
     fn the_nonce_is_read_from_the_policy() {

@@ -138,8 +138,8 @@ async fn connect_redis(settings: &Settings) -> Result<ConnectionManager, Startup
     let client =
         redis::Client::open(settings.redis_url.as_str()).map_err(|e| failed(e.to_string()))?;
     let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_secs(2))
-        .set_response_timeout(Duration::from_secs(2))
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
         .set_number_of_retries(1);
     let mut manager = ConnectionManager::new_with_config(client, config)
         .await
@@ -210,8 +210,8 @@ impl Application {
                     addr: settings.addr,
                     cause,
                 })?;
-        metrics::init();
-        let pages = PageCache::new(settings.page_cache_pages);
+        metrics::keep_up(&state);
+        let pages = PageCache::new(settings.page_cache_pages, &state);
         let router_state = RouterState::new(RouterStateInner {
             leptos_options: leptos_options(&settings),
             app: state.clone(),

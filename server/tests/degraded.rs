@@ -1,4 +1,4 @@
-//! Designing for failure (issue 5): the app keeps answering what it can while
+//! Designing for failure: the app keeps answering what it can while
 //! Redis or Postgres is down, says "Unavailable" (503) for the rest, and
 //! recovers on its own when the dependency comes back, without a restart.
 //! Every dependency stopped here is an instance of our own on a spare port;
@@ -7,20 +7,16 @@
 //! Also here: the per-IP limiter believes `X-Forwarded-For` only from a
 //! trusted proxy.
 
-#[allow(dead_code)]
-#[path = "api/helpers.rs"]
-mod helpers;
+mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use app::ssr::Limit;
 use serde_json::Value;
 
-use helpers::{
-    free_port, session_cookie_from, spawn_app_with, status_and_json, Cookie, RedisProcess, TestApp,
-    STRONG_PASSWORD,
+use support::{
+    session_cookie_from, spawn_app_with, status_and_json, Cookie, PostgresProcess, RedisProcess,
+    TestApp, STRONG_PASSWORD,
 };
 
 /// How long a recovered dependency may take to be used again.
@@ -31,155 +27,7 @@ fn port_answers(port: u16) -> bool {
         .is_ok()
 }
 
-// --- a Postgres of our own -----------------------------------------------------
-
-/// A throwaway cluster (initdb) in a temp dir, run as the `postgres` user when
-/// we are root (Postgres refuses to run as root). Stopped and deleted on drop.
-struct PostgresProcess {
-    bin: PathBuf,
-    data: PathBuf,
-    dir: PathBuf,
-    port: u16,
-}
-
-fn pg_bin() -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("postgres installed under /usr/lib/postgresql")
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|p| p.join("pg_ctl").exists())
-        .collect();
-    dirs.sort_by_key(|p| {
-        p.parent()
-            .and_then(|v| v.file_name())
-            .and_then(|v| v.to_str())
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(0)
-    });
-    dirs.pop().expect("a postgres bin dir")
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-impl PostgresProcess {
-    fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("folio-pg-{}", uuid::Uuid::new_v4().simple()));
-        let data = dir.join("data");
-        std::fs::create_dir_all(&dir).unwrap();
-        if is_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:"])
-                .arg(&dir)
-                .status()
-                .unwrap();
-            assert!(status.success(), "chown {dir:?}");
-        }
-        let process = Self {
-            bin: pg_bin(),
-            data,
-            dir,
-            port: free_port(),
-        };
-        let initdb = process
-            .command("initdb")
-            .arg("-D")
-            .arg(&process.data)
-            .args(["-A", "trust", "-U", "postgres"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("initdb runs");
-        assert!(initdb.success(), "initdb failed");
-        process.pg_ctl_start();
-        process
-    }
-
-    fn command(&self, tool: &str) -> Command {
-        let path = self.bin.join(tool);
-        if is_root() {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(path);
-            command
-        } else {
-            Command::new(path)
-        }
-    }
-
-    fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
-    }
-
-    fn pg_ctl_start(&self) {
-        let status = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(&self.data)
-            .arg("-l")
-            .arg(self.dir.join("server.log"))
-            .arg("-w")
-            .arg("-o")
-            .arg(format!(
-                "-p {} -c listen_addresses=127.0.0.1 -k {}",
-                self.port,
-                self.dir.display()
-            ))
-            .arg("start")
-            .stdout(Stdio::null())
-            .status()
-            .expect("pg_ctl runs");
-        assert!(status.success(), "pg_ctl start failed");
-    }
-
-    fn stop(&self) {
-        let _ = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "fast", "-w", "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-impl Drop for PostgresProcess {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 // --- calls -----------------------------------------------------------------------
-
-async fn get_profile(app: &TestApp, username: &str) -> (u16, Value) {
-    status_and_json(
-        app.call("get_profile", &[("username", username)], &Cookie::default())
-            .await,
-    )
-    .await
-}
-
-async fn readyz(app: &TestApp) -> (u16, Value) {
-    status_and_json(app.client.get(app.url("/readyz")).send().await.unwrap()).await
-}
-
-async fn try_register(app: &TestApp, username: &str) -> reqwest::Response {
-    app.call(
-        "register",
-        &[
-            ("username", username),
-            ("email", &format!("{username}@example.com")),
-            ("password", STRONG_PASSWORD),
-        ],
-        &Cookie::default(),
-    )
-    .await
-}
 
 async fn update_display_name(app: &TestApp, cookie: &Cookie, name: &str) -> (u16, Value) {
     let form = [
@@ -231,14 +79,14 @@ async fn redis_down_reads_work_writes_say_unavailable_and_it_recovers() {
     })
     .await;
     let cookie = app.register("frank").await;
-    let (status, cached) = get_profile(&app, "frank").await;
+    let (status, cached) = app.get_profile("frank").await;
     assert_eq!(status, 200);
 
     redis.stop();
     assert!(!redis.answers_ping());
 
     // Public reads fall back to Postgres.
-    let (status, profile) = get_profile(&app, "frank").await;
+    let (status, profile) = app.get_profile("frank").await;
     assert_eq!(status, 200, "{profile}");
     assert_eq!(profile, cached);
     let page = app.client.get(app.url("/u/frank")).send().await.unwrap();
@@ -254,7 +102,7 @@ async fn redis_down_reads_work_writes_say_unavailable_and_it_recovers() {
     let (status, body) = update_display_name(&app, &cookie, "Frank").await;
     assert_eq!((status, body), (503, Value::from("Unavailable")));
 
-    let (status, ready) = readyz(&app).await;
+    let (status, ready) = app.readyz().await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["redis"], "unavailable");
     assert_eq!(ready["postgres"], "ok");
@@ -268,10 +116,10 @@ async fn redis_down_reads_work_writes_say_unavailable_and_it_recovers() {
     .await;
     eprintln!("login worked again {took:?} after Redis restarted");
     eventually("/readyz after Redis restart", || async {
-        readyz(&app).await.0 == 200
+        app.readyz().await.0 == 200
     })
     .await;
-    let (_, ready) = readyz(&app).await;
+    let (_, ready) = app.readyz().await;
     assert_eq!(ready["redis"], "ok");
 }
 
@@ -289,36 +137,36 @@ async fn postgres_down_cached_reads_work_writes_say_unavailable_and_it_recovers(
     })
     .await;
     app.register("frank").await;
-    let (status, cached) = get_profile(&app, "frank").await;
+    let (status, cached) = app.get_profile("frank").await;
     assert_eq!(status, 200);
 
     postgres.stop();
     assert!(!port_answers(postgres.port));
 
     // Cached reads still answer.
-    let (status, profile) = get_profile(&app, "frank").await;
+    let (status, profile) = app.get_profile("frank").await;
     assert_eq!(status, 200, "{profile}");
     assert_eq!(profile, cached);
 
     // A write is refused as Unavailable (retry may help), within a bound.
     let started = Instant::now();
-    let response = try_register(&app, "grace").await;
+    let response = app.try_register("grace").await;
     let took = started.elapsed();
     let (status, body) = status_and_json(response).await;
     assert_eq!((status, body), (503, Value::from("Unavailable")));
     assert!(took < Duration::from_secs(10), "register took {took:?}");
     // Once more, now that the pool has no connection left to lose.
-    let (status, body) = status_and_json(try_register(&app, "grace").await).await;
+    let (status, body) = status_and_json(app.try_register("grace").await).await;
     assert_eq!((status, body), (503, Value::from("Unavailable")));
 
-    let (status, ready) = readyz(&app).await;
+    let (status, ready) = app.readyz().await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["postgres"], "unavailable");
     assert_eq!(ready["redis"], "ok");
 
     postgres.pg_ctl_start();
     let took = eventually("register after Postgres restart", || async {
-        let response = try_register(&app, "grace").await;
+        let response = app.try_register("grace").await;
         let status = response.status();
         let text = response.text().await.unwrap();
         assert!(
@@ -329,8 +177,8 @@ async fn postgres_down_cached_reads_work_writes_say_unavailable_and_it_recovers(
     })
     .await;
     eprintln!("register worked again {took:?} after Postgres restarted");
-    assert_eq!(readyz(&app).await.0, 200);
-    assert_eq!(get_profile(&app, "grace").await.0, 200);
+    assert_eq!(app.readyz().await.0, 200);
+    assert_eq!(app.get_profile("grace").await.0, 200);
 }
 
 /// A query waiting in Postgres when it shuts down ends with "terminating
@@ -372,7 +220,7 @@ async fn a_query_in_flight_when_postgres_stops_is_unavailable() {
                 .post(app_url)
                 .header(
                     reqwest::header::COOKIE,
-                    format!("{}={token}", helpers::SESSION_COOKIE),
+                    format!("{}={token}", support::SESSION_COOKIE),
                 )
                 .form(&form)
                 .send()

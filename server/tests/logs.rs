@@ -4,11 +4,9 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-#[allow(dead_code)]
-#[path = "api/helpers.rs"]
-mod helpers;
+mod support;
 
-use helpers::{session_cookie_from, spawn_app, STRONG_PASSWORD};
+use support::{session_cookie_from, spawn_app, STRONG_PASSWORD};
 
 /// Everything every layer logs, appended to one buffer.
 #[derive(Clone, Default)]

@@ -1,32 +1,16 @@
-//! Graceful shutdown of the real binary (issue 5): on SIGTERM the server stops
+//! Graceful shutdown of the real binary: on SIGTERM the server stops
 //! accepting connections, lets the request in flight finish, and exits 0.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Executor, PgConnection};
 
-/// The server part of `DATABASE_URL` (the database name is ours).
-fn server_url() -> String {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    match url.rsplit_once('/') {
-        Some((server, _db)) if server.contains("://") && server.len() > "postgres://".len() => {
-            server.to_owned()
-        }
-        _ => url,
-    }
-}
+mod support;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{free_port, server_url};
 
 /// The server process and its database, both gone however the test ends.
 struct Server {
@@ -147,10 +131,9 @@ impl Drop for Server {
                 .block_on(async {
                     if let Ok(mut conn) = PgConnection::connect(&url).await {
                         let _ = conn
-                            .execute(
-                                format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#)
-                                    .as_str(),
-                            )
+                            .execute(sqlx::AssertSqlSafe(format!(
+                                r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#
+                            )))
                             .await;
                     }
                 });

@@ -2,18 +2,22 @@
 //! only (the single gate is the `mod ssr` line in `lib.rs`), so none of it,
 //! nor its dependencies, can reach the WASM bundle.
 //!
-//! Server functions in `crate::api` are thin: they parse input and call into
-//! the modules here.
+//! - `request`: what a server function knows about its request
+//!   (`RequestMeta`), and `handle`, the one wrapper every server function
+//!   body runs in.
+//! - `infra`: metrics, retries, the rate limiter: mechanisms, no features.
+//! - `accounts`, `profiles`: the services. They take explicit arguments
+//!   (the state, a `RequestMeta`, a `Session`) and return values; they never
+//!   read the request or set a cookie, so tests can call them directly.
 
 pub mod accounts;
-pub mod context;
-mod infra;
-pub mod passwords;
+mod error;
+pub mod infra;
 pub mod profiles;
-pub mod rate_limit;
-pub mod retry;
-pub mod sessions;
-pub mod state;
+pub mod request;
+mod state;
 
-pub use context::{current_session, require_user, respond, state};
+pub use error::{Error, Result};
+pub use infra::metrics::Metrics;
+pub use request::{handle, Call, RequestMeta};
 pub use state::{AppState, Limit, ServiceConfig};

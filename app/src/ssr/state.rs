@@ -1,11 +1,12 @@
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
-use super::passwords::PasswordHasher;
+use super::accounts::passwords::PasswordHasher;
+use super::infra::metrics::Metrics;
 use super::profiles::ProfileCache;
 
 /// "At most `max` events per `window`".
@@ -31,7 +32,7 @@ pub struct ServiceConfig {
     /// Prepended to every Redis key, so that tests (and several deployments)
     /// can share one Redis without seeing each other's keys.
     pub redis_prefix: String,
-    /// A session unused this long is gone. 24 h: the article's TTL; long enough
+    /// A session unused this long is gone. 24 h: long enough
     /// that a daily user is not asked to sign in again, short enough that a
     /// forgotten shared computer is signed out by tomorrow.
     pub session_idle: Duration,
@@ -54,6 +55,11 @@ pub struct ServiceConfig {
     pub profile_l1_ttl: Duration,
     /// At most this many profiles in the in-process cache (~0.5 KiB each).
     pub profile_l1_capacity: usize,
+    /// How long after a write a reader may still be shown the version before
+    /// it (a cache filled from a lagging read, an instance that has not yet
+    /// heard of the edit): the "newest version" markers of edited profiles
+    /// live this long, and refuse any older fill meanwhile.
+    pub lag_budget: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -72,6 +78,7 @@ impl Default for ServiceConfig {
             profile_cache_enabled: true,
             profile_l1_ttl: Duration::from_secs(2),
             profile_l1_capacity: 50_000,
+            lag_budget: Duration::from_secs(30),
         }
     }
 }
@@ -90,6 +97,7 @@ pub struct Handles {
     pub config: Arc<ServiceConfig>,
     pub passwords: PasswordHasher,
     pub profiles: ProfileCache,
+    pub metrics: Metrics,
 }
 
 impl std::ops::Deref for AppState {
@@ -105,15 +113,36 @@ impl AppState {
         let config = Arc::new(config);
         Self(Arc::new(Handles {
             passwords: PasswordHasher::new().await,
-            profiles: ProfileCache::new(config.clone()),
+            profiles: ProfileCache::new(&config),
+            metrics: Metrics::new(),
             db,
             redis,
             config,
         }))
     }
 
+    /// A handle that does not keep the state alive, for background tasks
+    /// that must end with it.
+    pub fn downgrade(&self) -> WeakAppState {
+        WeakAppState(Arc::downgrade(&self.0))
+    }
+
     /// A Redis key in this deployment's namespace.
     pub fn key(&self, suffix: &str) -> String {
         format!("{}{}", self.config.redis_prefix, suffix)
+    }
+}
+
+/// See [`AppState::downgrade`].
+#[derive(Clone)]
+pub struct WeakAppState(Weak<Handles>);
+
+impl WeakAppState {
+    pub fn upgrade(&self) -> Option<AppState> {
+        self.0.upgrade().map(AppState)
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.0.strong_count() > 0
     }
 }

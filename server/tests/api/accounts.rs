@@ -1,4 +1,4 @@
-//! Accounts and sessions against the OWASP ASVS items of issue 3: cookie
+//! Accounts and sessions against OWASP ASVS level 2: cookie
 //! attributes, token entropy, fixation, logout, expiry, enumeration, rate
 //! limits and cross-site request forgery.
 
@@ -8,7 +8,7 @@ use app::ssr::Limit;
 use redis::AsyncCommands;
 use serde_json::json;
 
-use crate::helpers::{
+use crate::support::{
     error_fields, session_cookie_from, set_cookie_header, sha256_hex, spawn_app, spawn_app_with,
     status_and_json, Cookie, TestApp, SESSION_COOKIE, STRONG_PASSWORD,
 };
@@ -186,7 +186,7 @@ async fn logout_deletes_the_server_side_session() {
 }
 
 #[tokio::test]
-async fn change_password_checks_the_current_one_and_ends_other_sessions() {
+async fn change_password_checks_the_current_one_ends_other_sessions_and_renews_this_one() {
     let app = spawn_app().await;
     let caller = app.register("alice").await;
     let other = login_cookie(&app, "alice", STRONG_PASSWORD).await;
@@ -217,8 +217,13 @@ async fn change_password_checks_the_current_one_and_ends_other_sessions() {
         )
         .await;
     assert_eq!(right.status(), 200);
+    let renewed = Cookie(session_cookie_from(&right));
     assert_eq!(app.whoami(&other).await, None);
-    assert_eq!(app.whoami(&caller).await.as_deref(), Some("alice"));
+    // The browser that changed it stays signed in, with a new token: the
+    // one it had before (perhaps stolen) is worth nothing now.
+    assert_ne!(renewed.token(), caller.token());
+    assert_eq!(app.whoami(&caller).await, None);
+    assert_eq!(app.whoami(&renewed).await.as_deref(), Some("alice"));
     assert_eq!(app.login("alice", NEW_PASSWORD).await.status(), 200);
     assert_eq!(app.login("alice", STRONG_PASSWORD).await.status(), 401);
 }

@@ -1,4 +1,4 @@
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::support::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn healthz_answers_ok() {
@@ -36,7 +36,7 @@ async fn request_id_is_generated_or_propagated() {
 #[tokio::test]
 async fn user_count_reads_postgres() {
     let app = spawn_app().await;
-    async fn count(app: &crate::helpers::TestApp) -> i64 {
+    async fn count(app: &crate::support::TestApp) -> i64 {
         app.call("count_users", &[], &Default::default())
             .await
             .json()

@@ -3,5 +3,7 @@
 
 mod accounts;
 mod health;
-mod helpers;
 mod profiles;
+
+#[path = "../support/mod.rs"]
+mod support;

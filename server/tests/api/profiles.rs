@@ -1,64 +1,22 @@
-//! Public profiles (issue 4): the DTO, cache-aside reads, invalidation,
+//! Public profiles: the DTO, cache-aside reads, invalidation,
 //! validation, optimistic concurrency, stampede protection and Redis outages.
 
 use std::time::{Duration, Instant};
 
 use app::ssr::Limit;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::helpers::{
-    error_fields, spawn_app, spawn_app_with, status_and_json, Cookie, RedisProcess, TestApp,
-    SESSION_COOKIE,
+use crate::support::{
+    error_fields, spawn_app, spawn_app_with, status_and_json, Cookie, Edit, RedisProcess, TestApp,
+    PLAIN, SESSION_COOKIE,
 };
-
-async fn get_profile(app: &TestApp, username: &str) -> (u16, Value) {
-    status_and_json(
-        app.call("get_profile", &[("username", username)], &Cookie::default())
-            .await,
-    )
-    .await
-}
-
-struct Edit<'a> {
-    display_name: &'a str,
-    bio: &'a str,
-    avatar_url: &'a str,
-    location: &'a str,
-    website: &'a str,
-}
-
-const PLAIN: Edit<'static> = Edit {
-    display_name: "Someone",
-    bio: "",
-    avatar_url: "",
-    location: "",
-    website: "",
-};
-
-async fn update(
-    app: &TestApp,
-    cookie: &Cookie,
-    edit: &Edit<'_>,
-    expected_version: i32,
-) -> (u16, Value) {
-    let version = expected_version.to_string();
-    let form = [
-        ("display_name", edit.display_name),
-        ("bio", edit.bio),
-        ("avatar_url", edit.avatar_url),
-        ("location", edit.location),
-        ("website", edit.website),
-        ("expected_version", version.as_str()),
-    ];
-    status_and_json(app.call("update_profile", &form, cookie).await).await
-}
 
 #[tokio::test]
 async fn a_new_profile_is_public_data_only() {
     let app = spawn_app().await;
     app.register("frank").await;
 
-    let (status, profile) = get_profile(&app, "frank").await;
+    let (status, profile) = app.get_profile("frank").await;
 
     assert_eq!(status, 200);
     assert_eq!(
@@ -86,12 +44,12 @@ async fn profiles_are_read_through_the_cache() {
     app.register("frank").await;
     assert_eq!(app.metric("folio_profile_db_queries_total").await, 0);
 
-    assert_eq!(get_profile(&app, "frank").await.0, 200);
+    assert_eq!(app.get_profile("frank").await.0, 200);
     assert_eq!(app.metric("folio_profile_db_queries_total").await, 1);
     assert_eq!(app.metric("folio_profile_cache_misses_total").await, 1);
     assert_eq!(app.metric("folio_profile_cache_hits_total").await, 0);
 
-    assert_eq!(get_profile(&app, "frank").await.0, 200);
+    assert_eq!(app.get_profile("frank").await.0, 200);
     assert_eq!(app.metric("folio_profile_db_queries_total").await, 1);
     assert_eq!(app.metric("folio_profile_cache_hits_total").await, 1);
 }
@@ -100,7 +58,7 @@ async fn profiles_are_read_through_the_cache() {
 async fn an_update_is_visible_to_the_next_read() {
     let app = spawn_app().await;
     let cookie = app.register("frank").await;
-    assert_eq!(get_profile(&app, "frank").await.1["display_name"], "frank"); // now cached
+    assert_eq!(app.get_profile("frank").await.1["display_name"], "frank"); // now cached
 
     let edit = Edit {
         display_name: "Frank Zappa",
@@ -109,10 +67,10 @@ async fn an_update_is_visible_to_the_next_read() {
         location: "Baltimore",
         website: "http://frank.example.org/",
     };
-    let (status, saved) = update(&app, &cookie, &edit, 1).await;
+    let (status, saved) = app.update_profile(&cookie, &edit, 1).await;
     assert_eq!(status, 200, "{saved}");
 
-    let (status, profile) = get_profile(&app, "frank").await;
+    let (status, profile) = app.get_profile("frank").await;
     assert_eq!(status, 200);
     assert_eq!(
         profile,
@@ -133,8 +91,8 @@ async fn an_update_is_visible_to_the_next_read() {
 async fn unknown_names_are_cached_as_absent() {
     let app = spawn_app().await;
 
-    let first = get_profile(&app, "nobody_here").await;
-    let second = get_profile(&app, "nobody_here").await;
+    let first = app.get_profile("nobody_here").await;
+    let second = app.get_profile("nobody_here").await;
 
     assert_eq!(first, (404, json!("NotFound")));
     assert_eq!(second, (404, json!("NotFound")));
@@ -145,7 +103,7 @@ async fn unknown_names_are_cached_as_absent() {
 async fn invalid_fields_are_reported_each_and_nothing_is_saved() {
     let app = spawn_app().await;
     let cookie = app.register("frank").await;
-    let (_, before) = get_profile(&app, "frank").await;
+    let (_, before) = app.get_profile("frank").await;
 
     let long_bio = "a".repeat(501);
     let edit = Edit {
@@ -155,7 +113,7 @@ async fn invalid_fields_are_reported_each_and_nothing_is_saved() {
         location: "Berlin",
         website: "https://frank.example.org",
     };
-    let (status, body) = update(&app, &cookie, &edit, 1).await;
+    let (status, body) = app.update_profile(&cookie, &edit, 1).await;
 
     assert_eq!(status, 422, "{body}");
     assert_eq!(
@@ -163,7 +121,7 @@ async fn invalid_fields_are_reported_each_and_nothing_is_saved() {
         vec!["avatar_url", "bio", "display_name"],
         "{body}"
     );
-    assert_eq!(get_profile(&app, "frank").await, (200, before));
+    assert_eq!(app.get_profile("frank").await, (200, before));
     let (status, mine) = status_and_json(app.call("my_profile", &[], &cookie).await).await;
     assert_eq!(status, 200);
     assert_eq!(mine["version"], 1);
@@ -175,10 +133,12 @@ async fn a_bio_of_500_non_ascii_characters_is_accepted() {
     let cookie = app.register("frank").await;
     let bio = "é".repeat(500);
 
-    let (status, body) = update(&app, &cookie, &Edit { bio: &bio, ..PLAIN }, 1).await;
+    let (status, body) = app
+        .update_profile(&cookie, &Edit { bio: &bio, ..PLAIN }, 1)
+        .await;
 
     assert_eq!(status, 200, "{body}");
-    assert_eq!(get_profile(&app, "frank").await.1["bio"], json!(bio));
+    assert_eq!(app.get_profile("frank").await.1["bio"], json!(bio));
 }
 
 #[tokio::test]
@@ -186,32 +146,32 @@ async fn a_stale_version_is_a_conflict() {
     let app = spawn_app().await;
     let cookie = app.register("frank").await;
 
-    let (first, _) = update(
-        &app,
-        &cookie,
-        &Edit {
-            display_name: "First tab",
-            ..PLAIN
-        },
-        1,
-    )
-    .await;
-    let (second, body) = update(
-        &app,
-        &cookie,
-        &Edit {
-            display_name: "Second tab",
-            ..PLAIN
-        },
-        1,
-    )
-    .await;
+    let (first, _) = app
+        .update_profile(
+            &cookie,
+            &Edit {
+                display_name: "First tab",
+                ..PLAIN
+            },
+            1,
+        )
+        .await;
+    let (second, body) = app
+        .update_profile(
+            &cookie,
+            &Edit {
+                display_name: "Second tab",
+                ..PLAIN
+            },
+            1,
+        )
+        .await;
 
     assert_eq!(first, 200);
     assert_eq!(second, 409, "{body}");
     assert_eq!(body, json!({ "Conflict": { "current_version": 2 } }));
     assert_eq!(
-        get_profile(&app, "frank").await.1["display_name"],
+        app.get_profile("frank").await.1["display_name"],
         "First tab"
     );
 }
@@ -221,24 +181,24 @@ async fn a_user_can_only_edit_their_own_profile() {
     let app = spawn_app().await;
     app.register("alice").await;
     let bob = app.register("bob").await;
-    let (_, alice_before) = get_profile(&app, "alice").await;
+    let (_, alice_before) = app.get_profile("alice").await;
 
-    let (status, saved) = update(
-        &app,
-        &bob,
-        &Edit {
-            display_name: "Hacked",
-            bio: "pwned",
-            ..PLAIN
-        },
-        1,
-    )
-    .await;
+    let (status, saved) = app
+        .update_profile(
+            &bob,
+            &Edit {
+                display_name: "Hacked",
+                bio: "pwned",
+                ..PLAIN
+            },
+            1,
+        )
+        .await;
 
     assert_eq!(status, 200);
     assert_eq!(saved["username"], "bob");
-    assert_eq!(get_profile(&app, "alice").await, (200, alice_before));
-    assert_eq!(get_profile(&app, "bob").await.1["display_name"], "Hacked");
+    assert_eq!(app.get_profile("alice").await, (200, alice_before));
+    assert_eq!(app.get_profile("bob").await.1["display_name"], "Hacked");
 }
 
 #[tokio::test]
@@ -264,8 +224,8 @@ async fn an_update_on_one_instance_reaches_the_in_process_cache_of_another() {
         .spawn_peer_with(|s| s.service.profile_l1_ttl = Duration::from_secs(600))
         .await;
     let cookie = a.register("frank").await;
-    assert_eq!(get_profile(&b, "frank").await.1["display_name"], "frank");
-    assert_eq!(get_profile(&b, "frank").await.1["display_name"], "frank");
+    assert_eq!(b.get_profile("frank").await.1["display_name"], "frank");
+    assert_eq!(b.get_profile("frank").await.1["display_name"], "frank");
     assert!(
         b.metric("folio_profile_l1_hits_total").await >= 1,
         "B answers from its in-process cache"
@@ -275,12 +235,12 @@ async fn an_update_on_one_instance_reaches_the_in_process_cache_of_another() {
         display_name: "Frank Zappa",
         ..PLAIN
     };
-    let (status, saved) = update(&a, &cookie, &edit, 1).await;
+    let (status, saved) = a.update_profile(&cookie, &edit, 1).await;
     assert_eq!(status, 200, "{saved}");
 
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {
-        let (status, profile) = get_profile(&b, "frank").await;
+        let (status, profile) = b.get_profile("frank").await;
         assert_eq!(status, 200);
         if profile == saved {
             break;
@@ -299,7 +259,7 @@ async fn reads_survive_redis_going_away() {
     let url = redis.url();
     let app = spawn_app_with(|s| s.redis_url = url).await;
     app.register("frank").await;
-    let (status, cached) = get_profile(&app, "frank").await;
+    let (status, cached) = app.get_profile("frank").await;
     assert_eq!(status, 200);
 
     redis.stop();
@@ -316,7 +276,7 @@ async fn reads_survive_redis_going_away() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let (status, profile) = get_profile(&app, "frank").await;
+    let (status, profile) = app.get_profile("frank").await;
 
     assert_eq!(status, 200, "{profile}");
     assert_eq!(profile, cached);
@@ -329,16 +289,16 @@ async fn profile_edits_are_rate_limited() {
     let app = spawn_app_with(|s| s.service.profile_edits_per_user = Limit::new(2, 60)).await;
     let cookie = app.register("frank").await;
 
-    assert_eq!(update(&app, &cookie, &PLAIN, 1).await.0, 200);
-    assert_eq!(update(&app, &cookie, &PLAIN, 2).await.0, 200);
-    let (status, body) = update(&app, &cookie, &PLAIN, 3).await;
+    assert_eq!(app.update_profile(&cookie, &PLAIN, 1).await.0, 200);
+    assert_eq!(app.update_profile(&cookie, &PLAIN, 2).await.0, 200);
+    let (status, body) = app.update_profile(&cookie, &PLAIN, 3).await;
 
     assert_eq!(status, 429, "{body}");
     assert!(
         body["RateLimited"]["retry_after_secs"].as_u64().unwrap() > 0,
         "{body}"
     );
-    assert_eq!(get_profile(&app, "frank").await.1["version"], 3);
+    assert_eq!(app.get_profile("frank").await.1["version"], 3);
 }
 
 #[tokio::test]
@@ -429,7 +389,7 @@ async fn anonymous_profile_pages_are_rendered_once_per_version() {
         bio: "Fresh words.",
         ..PLAIN
     };
-    let (status, saved) = update(&app, &cookie, &edit, 1).await;
+    let (status, saved) = app.update_profile(&cookie, &edit, 1).await;
     assert_eq!(status, 200, "{saved}");
     let (_, _, after_edit) = visit(&app, "/u/page_user", &Cookie::default()).await;
 
@@ -469,7 +429,7 @@ async fn an_edit_on_one_instance_refreshes_the_stored_page_of_another() {
         bio: "Written on A.",
         ..PLAIN
     };
-    assert_eq!(update(&a, &cookie, &edit, 1).await.0, 200);
+    assert_eq!(a.update_profile(&cookie, &edit, 1).await.0, 200);
 
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {

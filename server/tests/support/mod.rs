@@ -1,7 +1,14 @@
-//! `spawn_app()`: the one way tests reach Folio.
+//! `spawn_app()`: the one way tests reach Folio, and the `TestApp` methods
+//! every test file shares. Included by each test binary (`mod support;`, or
+//! `#[path]` from `api/`); each uses a part of it.
+#![allow(dead_code)]
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod processes;
+
+#[allow(unused_imports)]
+pub use processes::{free_port, is_root, pg_bin, PostgresProcess, RedisProcess};
+
+use std::time::Duration;
 
 use app::ssr::AppState;
 use server::config::Settings;
@@ -17,6 +24,14 @@ pub struct TestApp {
     admin_url: String,
     /// Only the first instance of a database drops it (see `spawn_peer_with`).
     owns_database: bool,
+}
+
+/// The server part of `DATABASE_URL`, without a database name.
+pub fn server_url() -> String {
+    admin_url()
+        .rsplit_once('/')
+        .map(|(server, _)| server.to_owned())
+        .unwrap_or_default()
 }
 
 /// The server part of `DATABASE_URL` (the test database name is ours).
@@ -162,17 +177,7 @@ impl TestApp {
 
     /// Registers `username` with a strong password and returns its cookie.
     pub async fn register(&self, username: &str) -> Cookie {
-        let response = self
-            .call(
-                "register",
-                &[
-                    ("username", username),
-                    ("email", &format!("{username}@example.com")),
-                    ("password", STRONG_PASSWORD),
-                ],
-                &Cookie::default(),
-            )
-            .await;
+        let response = self.try_register(username).await;
         assert_eq!(
             response.status(),
             200,
@@ -201,6 +206,52 @@ impl TestApp {
             .map(str::to_owned)
     }
 
+    /// `get_profile` as an anonymous caller: status and JSON body.
+    pub async fn get_profile(&self, username: &str) -> (u16, serde_json::Value) {
+        status_and_json(
+            self.call("get_profile", &[("username", username)], &Cookie::default())
+                .await,
+        )
+        .await
+    }
+
+    /// Saves `edit` as the owner of `cookie`, from `expected_version`.
+    pub async fn update_profile(
+        &self,
+        cookie: &Cookie,
+        edit: &Edit<'_>,
+        expected_version: i32,
+    ) -> (u16, serde_json::Value) {
+        let version = expected_version.to_string();
+        let form = [
+            ("display_name", edit.display_name),
+            ("bio", edit.bio),
+            ("avatar_url", edit.avatar_url),
+            ("location", edit.location),
+            ("website", edit.website),
+            ("expected_version", version.as_str()),
+        ];
+        status_and_json(self.call("update_profile", &form, cookie).await).await
+    }
+
+    /// `register` with a strong password, whatever the answer.
+    pub async fn try_register(&self, username: &str) -> reqwest::Response {
+        self.call(
+            "register",
+            &[
+                ("username", username),
+                ("email", &format!("{username}@example.com")),
+                ("password", STRONG_PASSWORD),
+            ],
+            &Cookie::default(),
+        )
+        .await
+    }
+
+    pub async fn readyz(&self) -> (u16, serde_json::Value) {
+        status_and_json(self.client.get(self.url("/readyz")).send().await.unwrap()).await
+    }
+
     /// The whole `/metrics` page (no token).
     pub async fn metrics_text(&self) -> String {
         self.client
@@ -225,6 +276,25 @@ impl TestApp {
 
 pub const STRONG_PASSWORD: &str = "violet-kettle-harbour-93";
 
+/// A profile edit, field by field (the form's raw strings).
+#[derive(Clone, Copy)]
+pub struct Edit<'a> {
+    pub display_name: &'a str,
+    pub bio: &'a str,
+    pub avatar_url: &'a str,
+    pub location: &'a str,
+    pub website: &'a str,
+}
+
+/// An edit that sets only a display name.
+pub const PLAIN: Edit<'static> = Edit {
+    display_name: "Someone",
+    bio: "",
+    avatar_url: "",
+    location: "",
+    website: "",
+};
+
 impl Drop for TestApp {
     /// Drops the test database (FORCE ends the app's open connections).
     fn drop(&mut self) {
@@ -241,9 +311,9 @@ impl Drop for TestApp {
             runtime.block_on(async {
                 if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
                     let _ = conn
-                        .execute(
-                            format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#).as_str(),
-                        )
+                        .execute(sqlx::AssertSqlSafe(format!(
+                            r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#
+                        )))
                         .await;
                 }
             });
@@ -274,92 +344,4 @@ pub fn error_fields(body: &serde_json::Value) -> Vec<String> {
 pub fn sha256_hex(text: &str) -> String {
     use sha2::Digest;
     format!("{:x}", sha2::Sha256::digest(text.as_bytes()))
-}
-
-/// A port nobody listens on (yet).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A redis-server of our own on a spare port, stopped however the test ends.
-pub struct RedisProcess {
-    child: Option<Child>,
-    pub port: u16,
-}
-
-impl RedisProcess {
-    pub fn start() -> Self {
-        Self::start_on(free_port())
-    }
-
-    pub fn start_on(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let process = Self {
-            child: Some(child),
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !process.answers_ping() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on {port} never answered PING"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        process
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn answers_ping(&self) -> bool {
-        use std::io::{Read, Write};
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut reply = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts again on the same port (empty: nothing was persisted).
-    #[allow(dead_code)] // used by the degraded-mode tests, not by every binary
-    pub fn restart(&mut self) {
-        self.stop();
-        *self = Self::start_on(self.port);
-    }
-}
-
-impl Drop for RedisProcess {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

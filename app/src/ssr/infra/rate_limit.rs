@@ -1,4 +1,4 @@
-//! The article's sliding-window limiter, made exact under concurrency.
+//! A sliding-window limiter, exact under concurrency.
 //!
 //! One Lua script runs atomically in Redis: drop entries older than the
 //! window, count, and either record this attempt or refuse with the time until
@@ -17,8 +17,8 @@ use std::time::Duration;
 use rand::RngCore;
 use redis::Script;
 
-use super::{AppState, Limit};
 use crate::error::AppError;
+use crate::ssr::{AppState, Limit, Result};
 
 static SLIDING_WINDOW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -57,7 +57,7 @@ pub enum Decision {
 
 /// Records one attempt under `name` (already namespaced by purpose, e.g.
 /// `login:ip:1.2.3.4`) if the window has room.
-pub async fn acquire(state: &AppState, name: &str, limit: Limit) -> Result<Decision, AppError> {
+pub async fn acquire(state: &AppState, name: &str, limit: Limit) -> Result<Decision> {
     let key = state.key(&format!("ratelimit:{name}"));
     let mut id = [0u8; 12];
     rand::thread_rng().fill_bytes(&mut id);
@@ -76,7 +76,10 @@ pub async fn acquire(state: &AppState, name: &str, limit: Limit) -> Result<Decis
         // "login:ip", "register:ip", …: the kind of limit, not who hit it.
         let limiter = name.split(':').take(2).collect::<Vec<_>>().join(":");
         tracing::info!(limiter, "rate limit refused");
-        metrics::counter!("folio_rate_limit_rejections_total", "limiter" => limiter).increment(1);
+        state
+            .metrics
+            .counter("folio_rate_limit_rejections_total", &[("limiter", limiter)])
+            .increment(1);
         Ok(Decision::Refused {
             retry_after: Duration::from_millis(retry_ms.max(1000) as u64),
         })
@@ -84,7 +87,7 @@ pub async fn acquire(state: &AppState, name: &str, limit: Limit) -> Result<Decis
 }
 
 /// Gives an attempt back (a successful login does not count against anyone).
-pub async fn release(state: &AppState, slot: Slot) -> Result<(), AppError> {
+pub async fn release(state: &AppState, slot: Slot) -> Result<()> {
     let mut redis = state.redis.clone();
     redis::cmd("ZREM")
         .arg(&slot.key)
@@ -95,11 +98,12 @@ pub async fn release(state: &AppState, slot: Slot) -> Result<(), AppError> {
 }
 
 /// `acquire`, with refusal turned into the typed error the UI shows.
-pub async fn require(state: &AppState, name: &str, limit: Limit) -> Result<Slot, AppError> {
+pub async fn require(state: &AppState, name: &str, limit: Limit) -> Result<Slot> {
     match acquire(state, name, limit).await? {
         Decision::Allowed(slot) => Ok(slot),
         Decision::Refused { retry_after } => Err(AppError::RateLimited {
             retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
-        }),
+        }
+        .into()),
     }
 }

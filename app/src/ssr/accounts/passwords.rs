@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 
 use crate::domain::Password;
 use crate::error::{AppError, FieldErrors};
+use crate::ssr::{Error, Result};
 
 /// OWASP's argon2id parameters (m = 19 MiB, t = 2, p = 1). The one place they
 /// are defined: stored hashes carry theirs, and a login with older ones
@@ -100,14 +101,11 @@ impl PasswordHasher {
         self.waiting.load(Ordering::Relaxed)
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, AppError> {
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let permit = self.permits.clone().acquire_owned().await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
-        let permit = permit.map_err(|_| AppError::Unavailable)?;
+        let permit = permit.map_err(|_| Error::App(AppError::Unavailable))?;
         let span = tracing::Span::current();
         let (reply, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
@@ -115,25 +113,22 @@ impl PasswordHasher {
             let _permit = permit;
             let _ = reply.send(work());
         });
-        self.workers.send(job).map_err(|_| AppError::Internal)?;
-        result.await.map_err(|_| {
-            tracing::error!("a hashing job panicked");
-            AppError::Internal
-        })
+        self.workers
+            .send(job)
+            .map_err(|_| Error::Internal("the hashing threads are gone".into()))?;
+        result
+            .await
+            .map_err(|_| Error::Internal("a hashing job panicked".into()))
     }
 
-    pub async fn hash(&self, password: &Password) -> Result<String, AppError> {
+    pub async fn hash(&self, password: &Password) -> Result<String> {
         let password = password.expose().to_owned();
         self.run(move || hash_now(&password)).await
     }
 
     /// Verifies against `stored`, or against the dummy hash when there is no
     /// account (the answer is then always "no").
-    pub async fn verify(
-        &self,
-        password: &Password,
-        stored: Option<String>,
-    ) -> Result<Verified, AppError> {
+    pub async fn verify(&self, password: &Password, stored: Option<String>) -> Result<Verified> {
         let password = password.expose().to_owned();
         let exists = stored.is_some();
         let phc = stored.unwrap_or_else(|| self.dummy_hash.as_ref().clone());
@@ -163,7 +158,7 @@ impl PasswordHasher {
         &self,
         password: &Password,
         context: Vec<String>,
-    ) -> Result<Result<(), FieldErrors>, AppError> {
+    ) -> Result<Result<(), FieldErrors>> {
         let password = password.expose().to_owned();
         self.run(move || {
             let inputs: Vec<&str> = context.iter().map(String::as_str).collect();

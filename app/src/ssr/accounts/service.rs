@@ -1,13 +1,13 @@
 //! Sign-up, sign-in and everything that ends sessions.
 
-use crate::api::{SessionInfo, SignedInUser};
 use crate::domain::{Email, LoginIdentifier, Password, Username};
+use crate::dto::SessionInfo;
 use crate::error::{AppError, FieldErrors};
+use crate::ssr::infra::rate_limit;
+use crate::ssr::request::RequestMeta;
+use crate::ssr::{profiles, AppState, Error, Result};
 
-use super::context::{self, client_ip, set_session_cookie, user_agent};
-use super::rate_limit;
-use super::sessions::{self, Session};
-use super::AppState;
+use super::sessions::{self, NewSession, Session};
 
 pub struct Registration {
     pub username: Username,
@@ -16,7 +16,7 @@ pub struct Registration {
 }
 
 impl Registration {
-    pub fn parse(username: &str, email: &str, password: &str) -> Result<Self, AppError> {
+    pub fn parse(username: &str, email: &str, password: &str) -> Result<Self, FieldErrors> {
         let mut errors = FieldErrors::new();
         let username = errors.check("username", Username::parse(username));
         let email = errors.check("email", Email::parse(email));
@@ -27,13 +27,20 @@ impl Registration {
                 email,
                 password,
             }),
-            _ => Err(errors.into()),
+            _ => Err(errors),
         }
     }
 }
 
+/// How many people have signed up (the home page's live number).
+pub async fn count_users(state: &AppState) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&state.db)
+        .await?)
+}
+
 /// Unique violations are the database telling us a field is taken.
-fn taken(error: sqlx::Error) -> AppError {
+fn taken(error: sqlx::Error) -> Error {
     if let sqlx::Error::Database(db) = &error {
         match db.constraint() {
             Some("users_username_key") => {
@@ -49,29 +56,31 @@ fn taken(error: sqlx::Error) -> AppError {
     error.into()
 }
 
-async fn start_session(state: &AppState, user_id: i64, username: &str) -> Result<(), AppError> {
-    // Session fixation: whatever session the browser arrived with is ended,
-    // and the authenticated one always gets a fresh token.
-    if let Some(old) = context::current_session(state).await? {
-        sessions::destroy(state, &old).await?;
+/// Starts a session for the user. Session fixation: whatever session the
+/// browser arrived with is ended, and the authenticated one always gets a
+/// fresh token.
+async fn start_session(
+    state: &AppState,
+    meta: &RequestMeta,
+    user_id: i64,
+    username: &str,
+) -> Result<NewSession> {
+    if let Some(token) = &meta.session_token {
+        if let Some(old) = sessions::load(state, token).await? {
+            sessions::destroy(state, &old).await?;
+        }
     }
-    let token = sessions::create(
-        state,
-        user_id,
-        username,
-        user_agent(),
-        client_ip(state).to_string(),
-    )
-    .await?;
-    set_session_cookie(&token, sessions::cookie_max_age(state).as_secs());
-    Ok(())
+    sessions::create(state, user_id, username, meta).await
 }
 
-pub async fn register(state: &AppState, form: Registration) -> Result<SignedInUser, AppError> {
-    let ip = client_ip(state);
+pub async fn register(
+    state: &AppState,
+    meta: &RequestMeta,
+    form: Registration,
+) -> Result<NewSession> {
     rate_limit::require(
         state,
-        &format!("register:ip:{ip}"),
+        &format!("register:ip:{}", meta.client_network()),
         state.config.registrations_per_ip,
     )
     .await?;
@@ -96,24 +105,25 @@ pub async fn register(state: &AppState, form: Registration) -> Result<SignedInUs
     .fetch_one(&mut *tx)
     .await
     .map_err(taken)?;
-    sqlx::query("INSERT INTO profiles (user_id) VALUES ($1)")
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+    let version: i32 =
+        sqlx::query_scalar("INSERT INTO profiles (user_id) VALUES ($1) RETURNING version")
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await?;
     tx.commit().await?;
     tracing::info!(user_id, "account created");
+    // "No such user" may be cached for this name: it is not true any more.
+    profiles::invalidate(state, &form.username, version).await;
 
-    start_session(state, user_id, form.username.as_str()).await?;
-    Ok(SignedInUser {
-        username: form.username.as_str().to_owned(),
-    })
+    start_session(state, meta, user_id, form.username.as_str()).await
 }
 
 pub async fn login(
     state: &AppState,
+    meta: &RequestMeta,
     identifier: &str,
     password: &str,
-) -> Result<SignedInUser, AppError> {
+) -> Result<NewSession> {
     let mut errors = FieldErrors::new();
     if identifier.trim().is_empty() {
         errors.add("identifier", "Enter your username or email.");
@@ -132,10 +142,9 @@ pub async fn login(
         .unwrap_or_else(|| "invalid".to_owned());
     let password = Password::parse(password).ok();
 
-    let ip = client_ip(state);
     let ip_slot = rate_limit::require(
         state,
-        &format!("login:ip:{ip}"),
+        &format!("login:ip:{}", meta.client_network()),
         state.config.login_failures_per_ip,
     )
     .await?;
@@ -170,13 +179,12 @@ pub async fn login(
     };
     // A password outside the length policy cannot be anyone's; still verify
     // something so the timing does not say so.
-    let candidate = password
-        .unwrap_or_else(|| Password::parse("x-never-a-valid-password").expect("valid length"));
+    let candidate = password.unwrap_or_else(never_valid_password);
     let stored = row.as_ref().map(|(_, _, hash)| hash.clone());
     let verdict = state.passwords.verify(&candidate, stored).await?;
     let Some((user_id, username, _)) = row.filter(|_| verdict.ok) else {
         tracing::info!("login failed");
-        return Err(AppError::InvalidCredentials);
+        return Err(AppError::InvalidCredentials.into());
     };
 
     rate_limit::release(state, ip_slot).await?;
@@ -190,31 +198,41 @@ pub async fn login(
             .await?;
         tracing::info!(user_id, "password re-hashed with current parameters");
     }
-    start_session(state, user_id, &username).await?;
+    let session = start_session(state, meta, user_id, &username).await?;
     tracing::info!(user_id, "signed in");
-    Ok(SignedInUser { username })
+    Ok(session)
 }
 
-pub async fn logout(state: &AppState) -> Result<(), AppError> {
-    if let Some(session) = context::current_session(state).await? {
-        sessions::destroy(state, &session).await?;
+/// Verified against when the typed password cannot be anyone's, so that the
+/// answer takes as long as for a real one.
+fn never_valid_password() -> Password {
+    Password::parse("x-never-a-valid-password").expect("within the length policy")
+}
+
+/// Ends the caller's session, if any.
+pub async fn logout(state: &AppState, meta: &RequestMeta) -> Result<()> {
+    if let Some(token) = &meta.session_token {
+        if let Some(session) = sessions::load(state, token).await? {
+            sessions::destroy(state, &session).await?;
+        }
     }
-    context::clear_session_cookie();
     Ok(())
 }
 
-pub async fn logout_everywhere(state: &AppState, session: &Session) -> Result<u64, AppError> {
-    let ended = sessions::destroy_all(state, session.user_id, None).await?;
-    context::clear_session_cookie();
-    Ok(ended)
+pub async fn logout_everywhere(state: &AppState, session: &Session) -> Result<u64> {
+    sessions::destroy_all(state, session.user_id, None).await
 }
 
+/// Changes the password, ends every session of the user and starts a new
+/// one for this browser: a token stolen before the change (this browser's
+/// included) is worth nothing after it.
 pub async fn change_password(
     state: &AppState,
+    meta: &RequestMeta,
     session: &Session,
     current: &str,
     new: &str,
-) -> Result<(), AppError> {
+) -> Result<NewSession> {
     let new = Password::parse(new).map_err(|e| FieldErrors::single("new_password", e))?;
     if current.is_empty() {
         return Err(FieldErrors::single("current_password", "Enter your current password.").into());
@@ -232,8 +250,7 @@ pub async fn change_password(
             .bind(session.user_id)
             .fetch_one(&state.db)
             .await?;
-    let current = Password::parse(current)
-        .unwrap_or_else(|_| Password::parse("x-never-a-valid-password").expect("valid"));
+    let current = Password::parse(current).unwrap_or_else(|_| never_valid_password());
     if !state.passwords.verify(&current, Some(hash)).await?.ok {
         return Err(
             FieldErrors::single("current_password", "Your current password is incorrect.").into(),
@@ -256,19 +273,16 @@ pub async fn change_password(
         .bind(session.user_id)
         .execute(&state.db)
         .await?;
-    let ended = sessions::destroy_all(state, session.user_id, Some(&session.id)).await?;
+    let ended = sessions::destroy_all(state, session.user_id, None).await?;
     tracing::info!(
         user_id = session.user_id,
         ended,
-        "password changed; other sessions ended"
+        "password changed; every session ended, this browser's renewed"
     );
-    Ok(())
+    sessions::create(state, session.user_id, &session.username, meta).await
 }
 
-pub async fn list_sessions(
-    state: &AppState,
-    session: &Session,
-) -> Result<Vec<SessionInfo>, AppError> {
+pub async fn list_sessions(state: &AppState, session: &Session) -> Result<Vec<SessionInfo>> {
     Ok(sessions::list(state, session.user_id)
         .await?
         .into_iter()
@@ -283,16 +297,24 @@ pub async fn list_sessions(
         .collect())
 }
 
-pub async fn revoke_session(state: &AppState, session: &Session, id: &str) -> Result<(), AppError> {
+#[derive(Debug, PartialEq, Eq)]
+pub enum Revoked {
+    /// The caller signed out their own browser: clear its cookie.
+    Own,
+    Other,
+}
+
+pub async fn revoke_session(state: &AppState, session: &Session, id: &str) -> Result<Revoked> {
     // Only ever within the caller's own index: an id of someone else's
     // session is simply not found.
     let mine = sessions::list(state, session.user_id).await?;
     if !mine.iter().any(|s| s.id == id) {
-        return Err(AppError::NotFound);
+        return Err(AppError::NotFound.into());
     }
     sessions::destroy_by_id(state, session.user_id, id).await?;
-    if id == session.id {
-        context::clear_session_cookie();
-    }
-    Ok(())
+    Ok(if id == session.id {
+        Revoked::Own
+    } else {
+        Revoked::Other
+    })
 }

@@ -1,4 +1,4 @@
-//! The article's `withRetry`: exponential backoff with jitter, for transient
+//! Exponential backoff with jitter, for transient
 //! infrastructure failures of idempotent reads only. Writes are never retried
 //! here: a write that timed out may have committed, and doing it twice is
 //! not the same as doing it once.
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::error::AppError;
+use crate::ssr::Error;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
@@ -38,21 +38,19 @@ impl Backoff {
     }
 }
 
-/// Only `Unavailable` (connection refused or reset, pool timeout, cancelled
-/// statement) is worth another try; a validation error or a bug is not.
-fn is_transient(error: &AppError) -> bool {
-    matches!(error, AppError::Unavailable)
-}
-
-pub async fn with_retry<T, F, Fut>(policy: Backoff, mut operation: F) -> Result<T, AppError>
+/// Runs `operation` until it succeeds, fails for good, or has been tried
+/// `policy.attempts` times. Only transient failures (connection refused or
+/// reset, pool timeout, cancelled statement, Redis away) are worth another
+/// try; a validation error or a bug is not.
+pub async fn with_retry<T, F, Fut>(policy: Backoff, mut operation: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, AppError>>,
+    Fut: Future<Output = Result<T, Error>>,
 {
     let mut attempt = 1;
     loop {
         match operation().await {
-            Err(error) if is_transient(&error) && attempt < policy.attempts => {
+            Err(error) if error.is_transient() && attempt < policy.attempts => {
                 tokio::time::sleep(policy.delay(attempt)).await;
                 attempt += 1;
             }
@@ -66,6 +64,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
+    use crate::error::AppError;
 
     const FAST: Backoff = Backoff {
         attempts: 3,
@@ -78,13 +77,13 @@ mod tests {
         let calls = AtomicU32::new(0);
         let result = with_retry(FAST, || async {
             if calls.fetch_add(1, Ordering::SeqCst) < 2 {
-                Err(AppError::Unavailable)
+                Err(Error::App(AppError::Unavailable))
             } else {
                 Ok(7)
             }
         })
         .await;
-        assert_eq!(result, Ok(7));
+        assert!(matches!(result, Ok(7)));
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
@@ -93,10 +92,10 @@ mod tests {
         let calls = AtomicU32::new(0);
         let result: Result<(), _> = with_retry(FAST, || async {
             calls.fetch_add(1, Ordering::SeqCst);
-            Err(AppError::Unavailable)
+            Err(Error::App(AppError::Unavailable))
         })
         .await;
-        assert_eq!(result, Err(AppError::Unavailable));
+        assert!(matches!(result, Err(Error::App(AppError::Unavailable))));
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
@@ -105,10 +104,10 @@ mod tests {
         let calls = AtomicU32::new(0);
         let result: Result<(), _> = with_retry(FAST, || async {
             calls.fetch_add(1, Ordering::SeqCst);
-            Err(AppError::NotFound)
+            Err(Error::App(AppError::NotFound))
         })
         .await;
-        assert_eq!(result, Err(AppError::NotFound));
+        assert!(matches!(result, Err(Error::App(AppError::NotFound))));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 

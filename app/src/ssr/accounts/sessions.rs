@@ -16,8 +16,9 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::AppState;
-use crate::error::AppError;
+use crate::dto::SignedInUser;
+use crate::ssr::request::RequestMeta;
+use crate::ssr::{AppState, Error, Result};
 
 const TOKEN_BYTES: usize = 32;
 
@@ -72,27 +73,37 @@ fn ttl_ms(state: &AppState, session: &Session, now: u64) -> u64 {
     idle.min(absolute_end.saturating_sub(now)).max(1)
 }
 
-/// Creates a session and returns the token for the cookie.
+/// A session just started: the browser gets `token` in its cookie, for
+/// `max_age`.
+pub struct NewSession {
+    pub user: SignedInUser,
+    pub token: String,
+    pub max_age: Duration,
+}
+
+fn serialize(session: &Session) -> Result<String> {
+    serde_json::to_string(session).map_err(|e| Error::Internal(format!("session to JSON: {e}")))
+}
+
+/// Creates a session for the user, from the device and address of `meta`.
 pub async fn create(
     state: &AppState,
     user_id: i64,
     username: &str,
-    user_agent: String,
-    ip: String,
-) -> Result<String, AppError> {
+    meta: &RequestMeta,
+) -> Result<NewSession> {
     let token = new_token();
     let now = now_ms();
-    let mut session = Session {
+    let session = Session {
         id: session_id(&token),
         user_id,
         username: username.to_owned(),
         created_at_ms: now,
         last_seen_ms: now,
-        user_agent,
-        ip,
+        user_agent: meta.user_agent.clone(),
+        ip: meta.client_ip.to_string(),
     };
-    session.id = session_id(&token);
-    let body = serde_json::to_string(&session).map_err(|_| AppError::Internal)?;
+    let body = serialize(&session)?;
     let index = user_index_key(state, user_id);
     let mut redis = state.redis.clone();
     redis::pipe()
@@ -110,11 +121,17 @@ pub async fn create(
         .ignore()
         .query_async::<()>(&mut redis)
         .await?;
-    metrics::counter!("folio_sessions_created_total").increment(1);
-    Ok(token)
+    state.metrics.sessions_created.increment(1);
+    Ok(NewSession {
+        user: SignedInUser {
+            username: username.to_owned(),
+        },
+        token,
+        max_age: state.config.session_absolute,
+    })
 }
 
-async fn fetch(state: &AppState, id: &str) -> Result<Option<Session>, AppError> {
+async fn fetch(state: &AppState, id: &str) -> Result<Option<Session>> {
     let mut redis = state.redis.clone();
     let raw: Option<String> = redis.get(session_key(state, id)).await?;
     Ok(raw
@@ -126,7 +143,7 @@ async fn fetch(state: &AppState, id: &str) -> Result<Option<Session>, AppError> 
 }
 
 /// Loads the session named by `token` and slides its idle deadline.
-pub async fn load(state: &AppState, token: &str) -> Result<Option<Session>, AppError> {
+pub async fn load(state: &AppState, token: &str) -> Result<Option<Session>> {
     let id = session_id(token);
     let Some(mut session) = fetch(state, &id).await? else {
         return Ok(None);
@@ -144,7 +161,7 @@ pub async fn load(state: &AppState, token: &str) -> Result<Option<Session>, AppE
     let refresh_after = (idle / 4).min(1000);
     if now.saturating_sub(session.last_seen_ms) >= refresh_after {
         session.last_seen_ms = now;
-        let body = serde_json::to_string(&session).map_err(|_| AppError::Internal)?;
+        let body = serialize(&session)?;
         let mut redis = state.redis.clone();
         // XX: never resurrect a session that was deleted meanwhile (logout
         // racing with a request).
@@ -160,11 +177,11 @@ pub async fn load(state: &AppState, token: &str) -> Result<Option<Session>, AppE
     Ok(Some(session))
 }
 
-pub async fn destroy(state: &AppState, session: &Session) -> Result<(), AppError> {
+pub async fn destroy(state: &AppState, session: &Session) -> Result<()> {
     destroy_by_id(state, session.user_id, &session.id).await
 }
 
-pub async fn destroy_by_id(state: &AppState, user_id: i64, id: &str) -> Result<(), AppError> {
+pub async fn destroy_by_id(state: &AppState, user_id: i64, id: &str) -> Result<()> {
     let mut redis = state.redis.clone();
     redis::pipe()
         .atomic()
@@ -174,13 +191,13 @@ pub async fn destroy_by_id(state: &AppState, user_id: i64, id: &str) -> Result<(
         .ignore()
         .query_async::<()>(&mut redis)
         .await?;
-    metrics::counter!("folio_sessions_ended_total").increment(1);
+    state.metrics.sessions_ended.increment(1);
     Ok(())
 }
 
 /// The user's live sessions, oldest first; index entries of expired sessions
 /// are pruned on the way.
-pub async fn list(state: &AppState, user_id: i64) -> Result<Vec<Session>, AppError> {
+pub async fn list(state: &AppState, user_id: i64) -> Result<Vec<Session>> {
     let mut redis = state.redis.clone();
     let index = user_index_key(state, user_id);
     let ids: Vec<String> = redis.smembers(&index).await?;
@@ -199,11 +216,7 @@ pub async fn list(state: &AppState, user_id: i64) -> Result<Vec<Session>, AppErr
 
 /// Ends every session of the user except `keep` (the caller's own, when a
 /// password change should not sign out the device that made it).
-pub async fn destroy_all(
-    state: &AppState,
-    user_id: i64,
-    keep: Option<&str>,
-) -> Result<u64, AppError> {
+pub async fn destroy_all(state: &AppState, user_id: i64, keep: Option<&str>) -> Result<u64> {
     let mut redis = state.redis.clone();
     let index = user_index_key(state, user_id);
     let ids: Vec<String> = redis.smembers(&index).await?;
@@ -213,11 +226,6 @@ pub async fn destroy_all(
         ended += 1;
     }
     Ok(ended)
-}
-
-/// Remaining lifetime for the cookie's Max-Age.
-pub fn cookie_max_age(state: &AppState) -> Duration {
-    state.config.session_absolute
 }
 
 #[cfg(test)]

@@ -1,0 +1,121 @@
+//! Sign-up, sign-in and sessions.
+
+use leptos::prelude::*;
+
+use crate::dto::{SessionInfo, SignedInUser};
+use crate::error::AppError;
+#[cfg(feature = "ssr")]
+use crate::ssr::{accounts, handle};
+
+/// How many people have signed up (the home page's live number).
+#[server(endpoint = "count_users")]
+pub async fn count_users() -> Result<i64, AppError> {
+    handle(async |call| accounts::count_users(&call.state).await).await
+}
+
+/// On success the browser is sent to `/` with a page load (JavaScript or
+/// not), so the whole page is rendered for the new session.
+#[server(endpoint = "register")]
+pub async fn register(
+    username: String,
+    email: String,
+    password: String,
+) -> Result<SignedInUser, AppError> {
+    handle(async move |call| {
+        let form = accounts::Registration::parse(&username, &email, &password)?;
+        let session = accounts::register(&call.state, &call.meta, form).await?;
+        call.reply.start_session(&session);
+        call.reply.redirect("/");
+        Ok(session.user)
+    })
+    .await
+}
+
+#[server(endpoint = "login")]
+pub async fn login(identifier: String, password: String) -> Result<SignedInUser, AppError> {
+    handle(async move |call| {
+        let session = accounts::login(&call.state, &call.meta, &identifier, &password).await?;
+        call.reply.start_session(&session);
+        call.reply.redirect("/");
+        Ok(session.user)
+    })
+    .await
+}
+
+#[server(endpoint = "logout")]
+pub async fn logout() -> Result<(), AppError> {
+    handle(async |call| {
+        accounts::logout(&call.state, &call.meta).await?;
+        call.reply.clear_session_cookie();
+        call.reply.redirect("/");
+        Ok(())
+    })
+    .await
+}
+
+#[server(endpoint = "current_user")]
+pub async fn current_user() -> Result<Option<SignedInUser>, AppError> {
+    handle(async |call| {
+        Ok(call.session().await?.map(|s| SignedInUser {
+            username: s.username,
+        }))
+    })
+    .await
+}
+
+#[server(endpoint = "list_sessions")]
+pub async fn list_sessions() -> Result<Vec<SessionInfo>, AppError> {
+    handle(async |call| {
+        let session = call.user().await?;
+        accounts::list_sessions(&call.state, &session).await
+    })
+    .await
+}
+
+#[server(endpoint = "revoke_session")]
+pub async fn revoke_session(id: String) -> Result<(), AppError> {
+    handle(async move |call| {
+        let session = call.user().await?;
+        if accounts::revoke_session(&call.state, &session, &id).await? == accounts::Revoked::Own {
+            call.reply.clear_session_cookie();
+        }
+        Ok(())
+    })
+    .await
+}
+
+#[server(endpoint = "logout_everywhere")]
+pub async fn logout_everywhere() -> Result<u64, AppError> {
+    handle(async |call| {
+        let session = call.user().await?;
+        let ended = accounts::logout_everywhere(&call.state, &session).await?;
+        call.reply.clear_session_cookie();
+        call.reply.redirect("/signin");
+        Ok(ended)
+    })
+    .await
+}
+
+/// Ends every other session and gives this browser a new token: a session
+/// stolen before the change is worth nothing after it.
+#[server(endpoint = "change_password")]
+pub async fn change_password(
+    current_password: String,
+    new_password: String,
+) -> Result<(), AppError> {
+    handle(async move |call| {
+        let session = call.user().await?;
+        let renewed = accounts::change_password(
+            &call.state,
+            &call.meta,
+            &session,
+            &current_password,
+            &new_password,
+        )
+        .await?;
+        call.reply.start_session(&renewed);
+        call.reply.redirect_form_post("/account?password_changed=1");
+        Ok(())
+    })
+    .await
+}

@@ -1,0 +1,43 @@
+//! The wire types: what server functions return to the browser.
+//!
+//! A leaf module: the server functions (`crate::api`), the services behind
+//! them (`crate::ssr`) and the UI all import it, and it imports none of
+//! them. No database row is serialized to the browser: `Profile` has no
+//! email and no hash, `SessionInfo` no token.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedInUser {
+    pub username: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: String,
+    pub user_agent: String,
+    pub ip: String,
+    pub created_at_ms: u64,
+    pub last_seen_ms: u64,
+    pub current: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub username: String,
+    pub display_name: String,
+    pub bio: String,
+    pub avatar_url: Option<String>,
+    pub location: Option<String>,
+    pub website: Option<String>,
+    pub version: i32,
+}
+
+impl Profile {
+    /// The public page's identity: it shows this profile at this version (the
+    /// server qualifies it with the build). Used as the page's ETag and as
+    /// the key of the server's rendered-page cache.
+    pub fn page_tag(&self) -> String {
+        format!("W/\"{}-{}\"", self.username, self.version)
+    }
+}

@@ -1,0 +1,13 @@
+//! Accounts: sign-up, sign-in, passwords and the sessions they start.
+//! Owns the `users` table's credentials and every session in Redis; never
+//! sets a cookie or reads the request (`api/` does, from what these return).
+
+pub mod passwords;
+mod service;
+pub mod sessions;
+
+pub use service::{
+    change_password, count_users, list_sessions, login, logout, logout_everywhere, register,
+    revoke_session, Registration, Revoked,
+};
+pub use sessions::{NewSession, Session};

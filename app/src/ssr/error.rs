@@ -1,0 +1,164 @@
+//! The services' error type, and how it becomes the wire's [`AppError`].
+//!
+//! Services return [`Error`]: either an answer for the user (`App`: a field
+//! error, "not found", "rate limited"…) or an infrastructure failure with its
+//! cause. At the boundary (`crate::ssr::handle`, a background task) the
+//! failure is logged once and counted, and only then reduced to what the
+//! browser may learn: whether retrying may help (`Unavailable`) or not
+//! (`Internal`).
+
+use std::fmt;
+
+use crate::error::{AppError, FieldErrors};
+
+use super::infra::metrics::Metrics;
+
+#[derive(thiserror::Error)]
+pub enum Error {
+    /// An answer the user interface shows as it is.
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error("postgres: {}", describe_db(.0))]
+    Postgres(#[from] sqlx::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A bug or an impossible state (a hashing job that panicked, a value
+    /// that would not serialize): logged, never shown.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<FieldErrors> for Error {
+    fn from(errors: FieldErrors) -> Self {
+        Error::App(AppError::Validation(errors))
+    }
+}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(error: tokio::task::JoinError) -> Self {
+        Error::Internal(format!("blocking task failed: {error}"))
+    }
+}
+
+/// The log line's view of an error: never a row's contents.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A Postgres error without its DETAIL: a constraint violation's detail is
+/// "Failing row contains (…)", which can hold an email or a password hash.
+/// The SQLSTATE, the constraint and the message say what went wrong.
+fn describe_db(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(db) => format!(
+            "{} (sqlstate {}, constraint {}, table {})",
+            db.message(),
+            db.code().as_deref().unwrap_or("-"),
+            db.constraint().unwrap_or("-"),
+            db.table().unwrap_or("-"),
+        ),
+        other => other.to_string(),
+    }
+}
+
+pub fn is_transient_db(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| is_transient_sqlstate(&code)),
+        _ => false,
+    }
+}
+
+/// SQLSTATEs of a server that is going away, not there yet, or full: the
+/// same request may succeed in a moment. A query in flight when Postgres
+/// stops ends with 57P01, not with an I/O error.
+fn is_transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08") // connection_exception
+        || matches!(
+            code,
+            "57014" // query_canceled (statement_timeout)
+                | "57P01" // admin_shutdown
+                | "57P02" // crash_shutdown
+                | "57P03" // cannot_connect_now (starting up, shutting down)
+                | "53300" // too_many_connections
+        )
+}
+
+impl Error {
+    /// Whether the same operation may succeed if tried again in a moment.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::App(error) => matches!(error, AppError::Unavailable),
+            Error::Postgres(error) => is_transient_db(error),
+            // Any Redis failure means "not now": there is no Redis error a
+            // user could fix.
+            Error::Redis(_) => true,
+            Error::Internal(_) => false,
+        }
+    }
+
+    /// Logs and counts an infrastructure failure, once, and returns what the
+    /// browser may know of it.
+    pub fn into_app_error(self, metrics: &Metrics) -> AppError {
+        match self {
+            Error::App(error) => error,
+            Error::Postgres(ref error) => {
+                metrics.postgres_errors.increment(1);
+                if is_transient_db(error) {
+                    tracing::warn!(error = %self, "postgres unavailable");
+                    AppError::Unavailable
+                } else {
+                    tracing::error!(error = %self, "postgres error");
+                    AppError::Internal
+                }
+            }
+            Error::Redis(ref error) => {
+                metrics.redis_errors.increment(1);
+                tracing::warn!(error = %error, "redis unavailable");
+                AppError::Unavailable
+            }
+            Error::Internal(ref what) => {
+                tracing::error!(error = %what, "internal error");
+                AppError::Internal
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_going_away_is_transient_a_bad_query_is_not() {
+        for code in [
+            "57P01", "57P02", "57P03", "57014", "53300", "08006", "08001",
+        ] {
+            assert!(is_transient_sqlstate(code), "{code}");
+        }
+        for code in ["23505", "42P01", "22001", "40001"] {
+            assert!(!is_transient_sqlstate(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn user_facing_errors_pass_through_unchanged() {
+        let metrics = Metrics::new();
+        let error = Error::from(FieldErrors::single("bio", "too long"));
+        assert!(matches!(
+            error.into_app_error(&metrics),
+            AppError::Validation(_)
+        ));
+        assert_eq!(
+            Error::Internal("boom".into()).into_app_error(&metrics),
+            AppError::Internal
+        );
+    }
+}

@@ -1,0 +1,57 @@
+//! Public profiles: the store in Postgres, the caches in front of it, and
+//! how every instance learns of an edit. Owns the `profiles` table and every
+//! cached copy of a profile; never serves a version older than the newest
+//! one it has heard of.
+
+mod cache;
+mod invalidation;
+mod store;
+
+use crate::domain::ProfileUpdate;
+use crate::dto::Profile;
+use crate::error::AppError;
+use crate::ssr::accounts::Session;
+use crate::ssr::infra::rate_limit;
+use crate::ssr::{AppState, Error, Result};
+
+pub use cache::{get, ProfileCache};
+pub use invalidation::{invalidate, listen_for_invalidations, INVALIDATION_CHANNEL};
+
+/// The signed-in user's own profile, from Postgres: the edit form must start
+/// from the current version, not a cached one.
+pub async fn own(state: &AppState, session: &Session) -> Result<Profile> {
+    store::by_user_id(&state.db, session.user_id)
+        .await?
+        .ok_or(Error::App(AppError::NotFound))
+}
+
+/// Commits the edit if nobody saved since `expected_version`, then tells
+/// every cache (the next read repopulates from the committed row).
+pub async fn update(
+    state: &AppState,
+    session: &Session,
+    update: ProfileUpdate,
+    expected_version: i32,
+) -> Result<Profile> {
+    rate_limit::require(
+        state,
+        &format!("profile_edit:user:{}", session.user_id),
+        state.config.profile_edits_per_user,
+    )
+    .await?;
+
+    let mut tx = state.db.begin().await?;
+    let Some(version) =
+        store::update_if_unchanged(&mut tx, session.user_id, &update, expected_version).await?
+    else {
+        tx.rollback().await?;
+        let current_version = store::version_of(&state.db, session.user_id).await?;
+        return Err(AppError::Conflict { current_version }.into());
+    };
+    tx.commit().await?;
+
+    if let Ok(username) = crate::domain::Username::parse(&session.username) {
+        invalidate(state, &username, version).await;
+    }
+    own(state, session).await
+}
