@@ -19,5 +19,6 @@ mod state;
 
 pub use error::{Error, Result};
 pub use infra::metrics::Metrics;
+pub use infra::redis::Redis;
 pub use request::{handle, Call, RequestMeta};
 pub use state::{AppState, Limit, ServiceConfig};

@@ -2,11 +2,11 @@ use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
 use super::accounts::passwords::PasswordHasher;
 use super::infra::metrics::Metrics;
+use super::infra::redis::Redis;
 use super::profiles::ProfileCache;
 
 /// "At most `max` events per `window`".
@@ -93,7 +93,7 @@ pub struct AppState(Arc<Handles>);
 /// The handles, reached through `AppState`'s `Deref` (`state.db`, …).
 pub struct Handles {
     pub db: PgPool,
-    pub redis: ConnectionManager,
+    pub redis: Redis,
     pub config: Arc<ServiceConfig>,
     pub passwords: PasswordHasher,
     pub profiles: ProfileCache,
@@ -109,14 +109,14 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub async fn new(db: PgPool, redis: ConnectionManager, config: ServiceConfig) -> Self {
+    pub async fn new(db: PgPool, redis: impl Into<Redis>, config: ServiceConfig) -> Self {
         let config = Arc::new(config);
         Self(Arc::new(Handles {
             passwords: PasswordHasher::new().await,
             profiles: ProfileCache::new(&config),
             metrics: Metrics::new(),
             db,
-            redis,
+            redis: redis.into(),
             config,
         }))
     }

@@ -37,13 +37,13 @@ use std::time::{Duration, Instant};
 
 use moka::Expiry;
 use rand::{Rng, RngCore};
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
 use super::store;
 use crate::domain::Username;
 use crate::dto::Profile;
 use crate::error::AppError;
+use crate::ssr::infra::redis::Redis;
 use crate::ssr::infra::retry::{with_retry, Backoff};
 use crate::ssr::{AppState, Error, Result, ServiceConfig};
 
@@ -338,7 +338,7 @@ async fn fill(state: &AppState, name: &str, floor: i32) -> Result<Versioned> {
 /// Writes a read back to Redis, unless Redis knows a newer version.
 async fn store_if_newest(
     state: &AppState,
-    redis: &mut ConnectionManager,
+    redis: &mut Redis,
     name: &str,
     found: &Versioned,
 ) -> bool {
@@ -371,17 +371,14 @@ async fn store_if_newest(
 
 /// A cached entry, or `None` for a miss (or an unreadable entry, which the
 /// fill overwrites).
-async fn read_cached(
-    redis: &mut ConnectionManager,
-    key: &str,
-) -> Result<Option<Versioned>, redis::RedisError> {
+async fn read_cached(redis: &mut Redis, key: &str) -> Result<Option<Versioned>, redis::RedisError> {
     let raw: Option<String> = redis.get(key).await?;
     Ok(raw.as_deref().and_then(Versioned::decode))
 }
 
 /// Deletes the lock only if it is still ours (it may have expired and been
 /// taken by another instance meanwhile).
-async fn release_lock(state: &AppState, redis: &mut ConnectionManager, lock: &str, owner: &str) {
+async fn release_lock(state: &AppState, redis: &mut Redis, lock: &str, owner: &str) {
     let released: Result<i64, _> = RELEASE_LOCK.key(lock).arg(owner).invoke_async(redis).await;
     if let Err(error) = released {
         cache_error(state, &error, "unlock");
