@@ -1,5 +1,6 @@
 //! `/healthz`: the process answers. `/readyz`: its dependencies answer too,
 //! so a load balancer stops sending traffic to an instance that cannot serve.
+//! The same probe feeds `folio_dependency_up` on `/metrics`, for alerting.
 
 use std::time::Duration;
 
@@ -21,7 +22,15 @@ pub struct Readiness {
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+/// Whether each dependency answered a trivial request (each bounded by
+/// `PROBE_TIMEOUT`, both at once): for `/readyz`, and for the
+/// `folio_dependency_up` series that `/metrics` reports.
+pub struct Dependencies {
+    pub postgres: bool,
+    pub redis: bool,
+}
+
+pub async fn probe(state: &AppState) -> Dependencies {
     let postgres = async {
         tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&state.db))
             .await
@@ -37,6 +46,11 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
         .is_ok_and(|r| r.is_ok())
     };
     let (postgres, redis) = tokio::join!(postgres, redis);
+    Dependencies { postgres, redis }
+}
+
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let Dependencies { postgres, redis } = probe(&state).await;
     let word = |up: bool| if up { "ok" } else { "unavailable" };
     let status = if postgres && redis {
         StatusCode::OK

@@ -2,7 +2,8 @@
 //! `app::ssr::infra::metrics`): request counts and latency per route
 //! (each server function is its own route, `/api/<name>`), plus the counters
 //! the app keeps (cache, rate limits, sessions, infrastructure errors,
-//! hashing queue). Guarded by a bearer token when `FOLIO_METRICS_TOKEN` is set.
+//! hashing queue, whether Postgres and Redis answer). Guarded by a bearer
+//! token when `FOLIO_METRICS_TOKEN` is set.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -13,6 +14,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::health;
 use crate::startup::MetricsToken;
 
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
@@ -156,11 +158,18 @@ pub async fn render(
             return StatusCode::UNAUTHORIZED.into_response();
         }
     }
-    // Gauges of live values are read when scraped.
+    // Gauges of live values are read when scraped. The dependency probe
+    // costs a `SELECT 1` and a `PING` per scrape (at most a second each,
+    // concurrently), and is as fresh as the scrape: no background task
+    // probing whether or not anyone looks.
     state
         .metrics
         .password_queue_depth
         .set(state.passwords.queue_depth() as f64);
+    let dependencies = health::probe(&state).await;
+    let up = |answered: bool| if answered { 1.0 } else { 0.0 };
+    state.metrics.postgres_up.set(up(dependencies.postgres));
+    state.metrics.redis_up.set(up(dependencies.redis));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

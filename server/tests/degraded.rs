@@ -82,6 +82,8 @@ async fn redis_down_reads_work_writes_say_unavailable_and_it_recovers() {
     let (status, cached) = app.get_profile("frank").await;
     assert_eq!(status, 200);
 
+    assert_eq!(app.dependency_up("redis").await, 1);
+
     redis.stop();
     assert!(!redis.answers_ping());
 
@@ -106,6 +108,9 @@ async fn redis_down_reads_work_writes_say_unavailable_and_it_recovers() {
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["redis"], "unavailable");
     assert_eq!(ready["postgres"], "ok");
+    // What Prometheus sees of the same (FolioRedisUnavailable).
+    assert_eq!(app.dependency_up("redis").await, 0);
+    assert_eq!(app.dependency_up("postgres").await, 1);
 
     // Redis comes back (empty): the same process recovers by itself.
     redis.restart();
@@ -121,6 +126,7 @@ async fn redis_down_reads_work_writes_say_unavailable_and_it_recovers() {
     .await;
     let (_, ready) = app.readyz().await;
     assert_eq!(ready["redis"], "ok");
+    assert_eq!(app.dependency_up("redis").await, 1);
 }
 
 // --- Postgres down ---------------------------------------------------------------
@@ -139,6 +145,8 @@ async fn postgres_down_cached_reads_work_writes_say_unavailable_and_it_recovers(
     app.register("frank").await;
     let (status, cached) = app.get_profile("frank").await;
     assert_eq!(status, 200);
+
+    assert_eq!(app.dependency_up("postgres").await, 1);
 
     postgres.stop();
     assert!(!port_answers(postgres.port));
@@ -163,6 +171,9 @@ async fn postgres_down_cached_reads_work_writes_say_unavailable_and_it_recovers(
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["postgres"], "unavailable");
     assert_eq!(ready["redis"], "ok");
+    // What Prometheus sees of the same (FolioPostgresUnavailable).
+    assert_eq!(app.dependency_up("postgres").await, 0);
+    assert_eq!(app.dependency_up("redis").await, 1);
 
     postgres.pg_ctl_start();
     let took = eventually("register after Postgres restart", || async {
@@ -178,6 +189,7 @@ async fn postgres_down_cached_reads_work_writes_say_unavailable_and_it_recovers(
     .await;
     eprintln!("register worked again {took:?} after Postgres restarted");
     assert_eq!(app.readyz().await.0, 200);
+    assert_eq!(app.dependency_up("postgres").await, 1);
     assert_eq!(app.get_profile("grace").await.0, 200);
 }
 

@@ -19,6 +19,13 @@ async fn readyz_reports_both_dependencies() {
 }
 
 #[tokio::test]
+async fn metrics_say_both_dependencies_answer() {
+    let app = spawn_app().await;
+    assert_eq!(app.dependency_up("postgres").await, 1);
+    assert_eq!(app.dependency_up("redis").await, 1);
+}
+
+#[tokio::test]
 async fn request_id_is_generated_or_propagated() {
     let app = spawn_app().await;
     let generated = app.client.get(app.url("/healthz")).send().await.unwrap();

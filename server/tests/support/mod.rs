@@ -272,6 +272,14 @@ impl TestApp {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("metric {name} missing from:\n{text}"))
     }
+
+    /// `folio_dependency_up{dependency="…"}`: 1 when it answered this scrape.
+    pub async fn dependency_up(&self, dependency: &str) -> u64 {
+        self.metric(&format!(
+            r#"folio_dependency_up{{dependency="{dependency}"}}"#
+        ))
+        .await
+    }
 }
 
 pub const STRONG_PASSWORD: &str = "violet-kettle-harbour-93";

@@ -35,6 +35,10 @@ pub struct Inner {
     pub profile_cache_errors: Counter,
     pub profile_db_queries: Counter,
     pub password_queue_depth: Gauge,
+    /// Set when `/metrics` is scraped: Prometheus cannot call `/readyz`
+    /// (it reads series, not statuses), so readiness is a series too.
+    pub postgres_up: Gauge,
+    pub redis_up: Gauge,
 }
 
 impl std::ops::Deref for Metrics {
@@ -53,6 +57,16 @@ fn key(name: &'static str, labels: &[(&'static str, String)]) -> Key {
         .map(|(k, v)| Label::new(*k, v.clone()))
         .collect();
     Key::from_parts(name, labels)
+}
+
+fn dependency_up(recorder: &PrometheusRecorder, dependency: &'static str) -> Gauge {
+    let name = "folio_dependency_up";
+    recorder.describe_gauge(
+        KeyName::from(name),
+        None,
+        "1 when the dependency answered a trivial request at the last scrape, else 0.".into(),
+    );
+    recorder.register_gauge(&key(name, &[("dependency", dependency.into())]), &METADATA)
 }
 
 impl Default for Metrics {
@@ -112,6 +126,8 @@ impl Metrics {
                 );
                 recorder.register_gauge(&Key::from_name(name), &METADATA)
             },
+            postgres_up: dependency_up(&recorder, "postgres"),
+            redis_up: dependency_up(&recorder, "redis"),
             recorder,
             handle,
         };
