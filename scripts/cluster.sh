@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Folio as it scales out: N release instances on loopback behind nginx
-# (deploy/nginx.conf), sharing one Postgres database and one Redis prefix.
+# (deploy/nginx.conf), sharing one Postgres database and one Redis prefix,
+# watched by Prometheus and Alertmanager (deploy/monitoring/).
 #
 #   ./scripts/cluster.sh [N]     # N instances (default 2); Ctrl-C stops all
 #
-# Sourced (by scripts/cluster-test.sh) it only defines cluster_up and
-# cluster_down, and after cluster_up sets:
+# Sourced (by scripts/cluster-test.sh, scripts/monitoring-test.sh) it only
+# defines cluster_up and cluster_down, and after cluster_up sets:
 #   CLUSTER_URL        http://127.0.0.1:<nginx port>
-#   CLUSTER_DIR        temp dir: nginx prefix, logs of every process
+#   CLUSTER_DIR        temp dir: nginx prefix, monitoring/, logs of every process
 #   INSTANCE_NAMES[i]  FOLIO_INSTANCE of instance i (folio-1, folio-2, …)
 #   INSTANCE_PORTS[i], INSTANCE_PIDS[i]
+#   PROMETHEUS_URL, ALERTMANAGER_URL   http://127.0.0.1:<port>
+#   METRICS_TOKEN      the instances' FOLIO_METRICS_TOKEN (yours when set,
+#                      else a random one), which Prometheus presents
+#
+# MONITORING_SCRAPE_INTERVAL / MONITORING_EVALUATION_INTERVAL replace
+# Prometheus's 15 s (tests use a second or two).
 #
 # Needs a release build (cargo leptos build --release): the binary in
 # $CARGO_TARGET_DIR/release/server and the site in target/site. The database
@@ -26,12 +33,20 @@ NGINX_PID=""
 INSTANCE_NAMES=()
 INSTANCE_PORTS=()
 INSTANCE_PIDS=()
+METRICS_TOKEN=""
+PROMETHEUS_PID=""
+PROMETHEUS_URL=""
+ALERTMANAGER_PID=""
+ALERTMANAGER_URL=""
 
-# A loopback port nobody listens on (random, so parallel runs rarely meet).
+# A loopback port nobody listens on (random, so parallel runs rarely meet),
+# below Linux's ephemeral range (32768 and up): a port there may be the
+# local end of an outgoing connection, and the bind then fails although
+# nothing listens.
 free_port() {
   local port
   while :; do
-    port=$((20000 + RANDOM % 30000))
+    port=$((20000 + RANDOM % 12000))
     port_open 127.0.0.1 "$port" || { echo "$port"; return; }
   done
 }
@@ -50,6 +65,7 @@ start_instance() {
   release_server "$port" \
     FOLIO_INSTANCE="$name" \
     FOLIO_TRUSTED_PROXIES=127.0.0.1 \
+    FOLIO_METRICS_TOKEN="$METRICS_TOKEN" \
     FOLIO_REDIS_PREFIX="cluster:$CLUSTER_DB:" \
     DATABASE_URL="$CLUSTER_DB_URL" \
     FOLIO_LOG="${FOLIO_LOG:-warn}" \
@@ -80,6 +96,59 @@ nginx_conf() {
   ' "$ROOT/deploy/nginx.conf"
 }
 
+# The instances as Prometheus file_sd targets, labelled with their names.
+# Written aside and renamed: Prometheus never reads half a file.
+monitoring_targets() {
+  local dir="$CLUSTER_DIR/monitoring/targets" i json="" sep=""
+  for i in "${!INSTANCE_PORTS[@]}"; do
+    json+="$sep{\"targets\": [\"127.0.0.1:${INSTANCE_PORTS[i]}\"], \"labels\": {\"instance\": \"${INSTANCE_NAMES[i]}\"}}"
+    sep=", "
+  done
+  printf '[%s]\n' "$json" >"$dir/folio.json.new"
+  mv "$dir/folio.json.new" "$dir/folio.json"
+}
+
+# deploy/monitoring/ laid out under $CLUSTER_DIR/monitoring (see the top of
+# prometheus.yml), then Alertmanager and Prometheus on free loopback ports.
+monitoring_up() {
+  local dir="$CLUSTER_DIR/monitoring" src="$ROOT/deploy/monitoring" port
+  ensure_prometheus
+  mkdir -p "$dir/targets" "$dir/prometheus-data" "$dir/alertmanager-data"
+  cp "$src/rules.yml" "$src/alertmanager.yml" "$dir/"
+  sed -e "s/^  scrape_interval: .*/  scrape_interval: ${MONITORING_SCRAPE_INTERVAL:-15s}/" \
+    -e "s/^  evaluation_interval: .*/  evaluation_interval: ${MONITORING_EVALUATION_INTERVAL:-15s}/" \
+    "$src/prometheus.yml" >"$dir/prometheus.yml"
+  (umask 077 && printf '%s\n' "$METRICS_TOKEN" >"$dir/metrics-token")
+  monitoring_targets
+
+  port="$(free_port)"
+  ALERTMANAGER_URL="http://127.0.0.1:$port"
+  printf '[{"targets": ["127.0.0.1:%s"]}]\n' "$port" >"$dir/targets/alertmanager.json"
+  promtool check config "$dir/prometheus.yml" >"$CLUSTER_DIR/logs/promtool.log" 2>&1 \
+    || { cat "$CLUSTER_DIR/logs/promtool.log" >&2; return 1; }
+  # --cluster.listen-address= : one Alertmanager, no gossip port.
+  prometheus-alertmanager --config.file="$dir/alertmanager.yml" \
+    --storage.path="$dir/alertmanager-data" --web.listen-address="127.0.0.1:$port" \
+    --cluster.listen-address= --log.level=warn >"$CLUSTER_DIR/logs/alertmanager.log" 2>&1 &
+  ALERTMANAGER_PID=$!
+  if ! wait_http_200 "$ALERTMANAGER_URL/-/ready" 30; then
+    echo "Alertmanager never became ready:" >&2; cat "$CLUSTER_DIR/logs/alertmanager.log" >&2
+    return 1
+  fi
+
+  port="$(free_port)"
+  PROMETHEUS_URL="http://127.0.0.1:$port"
+  prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/prometheus-data" \
+    --web.listen-address="127.0.0.1:$port" --log.level=warn \
+    >"$CLUSTER_DIR/logs/prometheus.log" 2>&1 &
+  PROMETHEUS_PID=$!
+  if ! wait_http_200 "$PROMETHEUS_URL/-/ready" 30; then
+    echo "Prometheus never became ready:" >&2; cat "$CLUSTER_DIR/logs/prometheus.log" >&2
+    return 1
+  fi
+  say "Prometheus on $PROMETHEUS_URL (pid $PROMETHEUS_PID), Alertmanager on $ALERTMANAGER_URL (pid $ALERTMANAGER_PID)"
+}
+
 cluster_up() {
   local n="${1:-2}" i port
   ensure_services
@@ -93,6 +162,7 @@ cluster_up() {
   mkdir -p "$CLUSTER_DIR/logs" "$CLUSTER_DIR/temp"
   CLUSTER_DB="folio_cluster_$(date +%s)_$$"
   CLUSTER_DB_URL="${DATABASE_URL%/*}/$CLUSTER_DB"
+  METRICS_TOKEN="${FOLIO_METRICS_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
 
   # One at a time: the first creates and migrates the database.
   for ((i = 1; i <= n; i++)); do start_instance "$i" || return 1; done
@@ -109,11 +179,15 @@ cluster_up() {
     return 1
   fi
   say "nginx on $CLUSTER_URL (pid $NGINX_PID), logs in $CLUSTER_DIR/logs"
+  monitoring_up
 }
 
 cluster_down() {
   # Runs from EXIT traps, possibly under set -e: nothing here may fail.
   local pid
+  for pid in "$PROMETHEUS_PID" "$ALERTMANAGER_PID"; do
+    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  done
   if [ -n "$NGINX_PID" ]; then kill "$NGINX_PID" 2>/dev/null || true; fi
   for pid in "${INSTANCE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   if [ -n "$NGINX_PID" ]; then wait "$NGINX_PID" 2>/dev/null || true; fi
@@ -124,6 +198,8 @@ cluster_down() {
   fi
   if [ -n "$CLUSTER_DIR" ] && [ -z "${KEEP_CLUSTER_DIR:-}" ]; then rm -rf "$CLUSTER_DIR"; fi
   NGINX_PID=""
+  PROMETHEUS_PID=""
+  ALERTMANAGER_PID=""
   INSTANCE_PIDS=()
   return 0
 }
@@ -134,5 +210,6 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   trap 'exit 130' INT TERM
   cluster_up "${1:-2}"
   say "Folio cluster on $CLUSTER_URL; Ctrl-C stops it"
+  say "alerts: $PROMETHEUS_URL/alerts and $ALERTMANAGER_URL (metrics token in $CLUSTER_DIR/monitoring/metrics-token)"
   wait "$NGINX_PID"
 fi

@@ -158,6 +158,21 @@ wait_http_200() {
   return 1
 }
 
+# --- monitoring ----------------------------------------------------------------
+
+# Prometheus (with promtool) and Alertmanager (with amtool), Debian's
+# builds: deploy/monitoring/ is checked with them (scripts/test.sh) and
+# scripts/cluster.sh runs them. Recommends skipped: the node exporter and
+# its collectors are not ours to install.
+ensure_prometheus() {
+  if ! command -v promtool >/dev/null || ! command -v prometheus-alertmanager >/dev/null \
+    || ! command -v amtool >/dev/null; then
+    say "installing prometheus and prometheus-alertmanager"
+    apt_install --no-install-recommends prometheus prometheus-alertmanager
+  fi
+  if ! command -v jq >/dev/null; then say "installing jq"; apt_install jq; fi
+}
+
 # --- benchmarks ----------------------------------------------------------------
 
 # wrk drives the load of scripts/bench.sh; brotli (best effort) measures the
