@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: format, lints (server and browser
-# builds), Rust tests against real Postgres and Redis, then Playwright in
-# headless Chromium against a release build. Exits non-zero on any failure.
+# builds), the monitoring rules' unit tests, Rust tests against real
+# Postgres and Redis, then Playwright in headless Chromium against a release
+# build, the cluster and its alerts. Exits non-zero on any failure.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 ensure_tools
@@ -19,6 +20,9 @@ say "the WASM build must not contain server-only crates"
 forbidden=$(cargo tree -p frontend --target wasm32-unknown-unknown -e normal --prefix none \
   | grep -E '^(sqlx|redis|argon2|mio|zxcvbn|tokio-postgres) ' || true)
 if [ -n "$forbidden" ]; then echo "server-only crates in the WASM build:"; echo "$forbidden"; exit 1; fi
+
+say "monitoring: rules, configurations, promtool unit tests of every alert"
+./scripts/monitoring-check.sh
 
 say "Rust tests"
 cargo test -p app --features ssr
@@ -41,6 +45,9 @@ trap drop_e2e_db EXIT
 
 say "cluster: nginx in front of two instances, one killed mid-load"
 ./scripts/cluster-test.sh
+
+say "monitoring: a real Prometheus and Alertmanager; Redis stopped, an instance killed"
+./scripts/monitoring-test.sh
 
 say "benchmark smoke run (1 s per scenario; results in bench/out/)"
 ./scripts/bench.sh --smoke
