@@ -26,7 +26,7 @@ export MONITORING_EVALUATION_INTERVAL="${MONITORING_EVALUATION_INTERVAL:-1s}"
 SCRAPE_SECS="${MONITORING_SCRAPE_INTERVAL%s}"
 EVALUATION_SECS="${MONITORING_EVALUATION_INTERVAL%s}"
 # Time for the alert to travel to Alertmanager, and for a loaded machine.
-SLACK_SECS="${SLACK_SECS:-5}"
+SLACK_SECS="${SLACK_SECS:-8}"
 # How long an instance may take to use Redis again once it is back.
 RECOVERY_SECS="${RECOVERY_SECS:-20}"
 
@@ -144,10 +144,11 @@ down_for=$(for_secs FolioInstanceDown)
   || fail "rules not loaded: FolioRedisUnavailable for=$redis_for, FolioInstanceDown for=$down_for"
 bound() { echo $(($1 + SCRAPE_SECS + 2 * EVALUATION_SECS + SLACK_SECS)); }
 say "stopping Redis and killing $B (-9): FolioRedisUnavailable (for ${redis_for}s) within $(bound "$redis_for")s, FolioInstanceDown (for ${down_for}s) within $(bound "$down_for")s"
+# The clock starts first: no alert can be seen sooner than `for:` after it.
+outage_started=$EPOCHREALTIME
 stop_redis
 kill -9 "${INSTANCE_PIDS[2]}"
 wait "${INSTANCE_PIDS[2]}" 2>/dev/null || true  # (no "Killed" line from the shell)
-outage_started=$EPOCHREALTIME
 
 redis_seen="" down_seen="" deadline=$(($(bound "$redis_for") > $(bound "$down_for") ? $(bound "$redis_for") : $(bound "$down_for")))
 while :; do
