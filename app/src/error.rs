@@ -4,6 +4,11 @@
 //! things a user interface can act on (show next to a field, offer a retry,
 //! ask to sign in); everything else is logged on the server and crosses as
 //! `Internal`, which carries no detail an attacker could use.
+//!
+//! The framework's own failures (a request that does not decode, a network
+//! that is down) become variants too, in `from_server_fn_error`: never with
+//! the deserializer's text, which describes our argument types to whoever
+//! sent the request.
 
 use std::collections::BTreeMap;
 
@@ -82,8 +87,18 @@ pub enum AppError {
     Unavailable,
     #[error("Something went wrong on our side. Please try again.")]
     Internal,
-    /// Transport-level failures (network down, malformed request) reported by the framework.
-    #[error("Request failed: {0}")]
+    /// The request could not be decoded (missing or repeated fields, a number
+    /// out of range, a body that is not UTF-8): the sender's mistake, which a
+    /// page of Folio's own does not make, so reloading it is the remedy.
+    #[error("This request could not be read. Please reload the page and try again.")]
+    BadRequest,
+    /// A body in another encoding than a form's (JSON, plain text…).
+    #[error("This request was sent in a format Folio does not accept.")]
+    UnsupportedMediaType,
+    /// What the browser's side of a call reports by itself: the server could
+    /// not be reached, or its answer could not be read (a proxy's error
+    /// page). The detail is for the console (`Debug`), not for the page.
+    #[error("The request did not go through. Check your connection and try again.")]
     Transport(String),
 }
 
@@ -118,7 +133,32 @@ impl AppError {
             AppError::RateLimited { .. } => 429,
             AppError::Unavailable => 503,
             AppError::Internal => 500,
-            AppError::Transport(_) => 400,
+            AppError::BadRequest => 400,
+            AppError::UnsupportedMediaType => 415,
+            // Never sent by the server: the browser makes it up itself.
+            AppError::Transport(_) => 502,
+        }
+    }
+
+    /// What a failure of the server-function machinery means to the user,
+    /// wherever it happens: the request's arguments did not decode (the
+    /// sender's mistake), the call did not go through (the browser's side),
+    /// or the server failed (ours). On the server, inside a server function's
+    /// request, `crate::ssr::request::framework_failure` decides instead: it
+    /// knows the request.
+    pub fn from_framework(error: ServerFnErrorErr) -> Self {
+        match error {
+            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => AppError::BadRequest,
+            ServerFnErrorErr::Request(_)
+            | ServerFnErrorErr::Deserialization(_)
+            | ServerFnErrorErr::Serialization(_)
+            | ServerFnErrorErr::Response(_)
+            | ServerFnErrorErr::UnsupportedRequestMethod(_) => {
+                AppError::Transport(error.to_string())
+            }
+            ServerFnErrorErr::Registration(_)
+            | ServerFnErrorErr::ServerError(_)
+            | ServerFnErrorErr::MiddlewareError(_) => AppError::Internal,
         }
     }
 }
@@ -127,7 +167,15 @@ impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
-        AppError::Transport(value.to_string())
+        // A request that fails to decode never reaches `ssr::handle`: server_fn
+        // answers it by itself, and this conversion is the one place where
+        // Folio's code runs on that path.
+        #[cfg(feature = "ssr")]
+        let value = match crate::ssr::request::framework_failure(value) {
+            Ok(error) => return error,
+            Err(value) => value,
+        };
+        AppError::from_framework(value)
     }
 }
 
@@ -153,6 +201,25 @@ mod tests {
         }
         .to_string();
         assert!(msg.contains("5 seconds"), "{msg}");
+    }
+
+    #[test]
+    fn framework_failures_never_repeat_the_deserializer() {
+        let missing =
+            AppError::from_framework(ServerFnErrorErr::Args("missing field `email`".into()));
+        assert_eq!(missing, AppError::BadRequest);
+        assert_eq!(missing.status_code(), 400);
+        assert!(!missing.to_string().contains("email"));
+        let offline = AppError::from_framework(ServerFnErrorErr::Request(
+            "TypeError: Failed to fetch".into(),
+        ));
+        assert!(matches!(offline, AppError::Transport(_)));
+        assert!(!offline.to_string().contains("TypeError"), "{offline}");
+        assert_eq!(
+            AppError::from_framework(ServerFnErrorErr::ServerError("boom".into())),
+            AppError::Internal
+        );
+        assert_eq!(AppError::UnsupportedMediaType.status_code(), 415);
     }
 
     #[test]

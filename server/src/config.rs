@@ -44,6 +44,9 @@ pub struct Settings {
     /// At most this many rendered profile pages in memory (a few KiB each).
     pub page_cache_pages: usize,
     pub bench_endpoints: bool,
+    /// Mounts routes that panic on purpose (`crate::panics::routes`). Tests
+    /// only: no environment variable turns it on.
+    pub panic_routes: bool,
     pub instance: String,
     pub metrics_token: Option<String>,
     pub service: ServiceConfig,
@@ -170,6 +173,7 @@ impl Settings {
                 .unwrap_or_else(|| "folio".to_owned()),
             metrics_token: var("FOLIO_METRICS_TOKEN"),
             bench_endpoints: var("FOLIO_BENCH_ENDPOINTS").is_some_and(|v| v == "on"),
+            panic_routes: false,
             service,
         })
     }

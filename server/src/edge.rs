@@ -1,10 +1,12 @@
 //! The edge: what every request passes through first, in one middleware.
 //!
 //! It names the request (`x-request-id`, kept when the caller sent a sane
-//! one), opens its tracing span, refuses cross-site writes (`crate::csrf`),
-//! answers from a stored profile page when it can (`crate::page_cache`),
-//! records its metrics, and on the way out adds the security headers and the
-//! cache policy (`crate::hygiene`) and says which instance answered.
+//! one), opens its tracing span, refuses targets that are not a UTF-8 path
+//! (`crate::target`) and cross-site writes (`crate::csrf`), answers from a
+//! stored profile page when it can (`crate::page_cache`), records its
+//! metrics, and on the way out adds the security headers and the cache
+//! policy (`crate::hygiene`) and says which instance answered. A handler's
+//! panic reaches it as a 500 already (`crate::panics`, the layer inside it).
 //!
 //! These were nine tower layers (request id, trace, propagate, four header
 //! layers, three `from_fn` middlewares). Each layer is another future
@@ -30,6 +32,8 @@ use crate::csrf;
 use crate::hygiene::{self, CachePolicy};
 use crate::metrics::{self, HttpMetrics};
 use crate::page_cache::{self, PageCache};
+use crate::panics::{self, PanicCaught};
+use crate::target;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const INSTANCE: HeaderName = HeaderName::from_static("x-folio-instance");
@@ -110,10 +114,26 @@ pub async fn around_every_request(
     let policy = CachePolicy::of(&request);
 
     let response = async {
+        if let Some(reason) = target::malformed(&request) {
+            // Debug only: anyone can send these, as fast as they like.
+            tracing::debug!(reason, "malformed request refused");
+            edge.app
+                .metrics
+                .counter(
+                    "folio_bad_requests_total",
+                    &[("route", route.as_str().to_owned())],
+                )
+                .increment(1);
+            return target::refuse(route.as_str());
+        }
         if csrf::is_cross_site(&request) {
             return csrf::refuse(&request);
         }
         let response = page_cache::serve(&edge.app, &edge.pages, request, next).await;
+        if response.extensions().get::<PanicCaught>().is_some() {
+            // The panic hook has logged it, in this span.
+            return panics::answer_for_route(response, route.as_str());
+        }
         if response.status().is_server_error() {
             tracing::error!(status = response.status().as_u16(), "request failed");
         }

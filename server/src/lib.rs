@@ -10,5 +10,7 @@ mod health;
 mod hygiene;
 mod metrics;
 mod page_cache;
+pub mod panics;
 pub mod startup;
+mod target;
 pub mod telemetry;

@@ -41,7 +41,7 @@ pub struct RouteLabel {
 }
 
 impl RouteLabel {
-    fn as_str(&self) -> &str {
+    pub fn as_str(&self) -> &str {
         self.matched
             .as_ref()
             .map_or(self.otherwise, MatchedPath::as_str)

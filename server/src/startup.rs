@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use crate::config::{redact, Settings};
 use crate::edge::{self, Edge};
 use crate::page_cache::PageCache;
-use crate::{health, hygiene, metrics};
+use crate::{health, hygiene, metrics, panics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -221,6 +221,7 @@ impl Application {
         let mut router = router(
             router_state.clone(),
             Edge::new(state.clone(), pages, &settings.instance),
+            settings.panic_routes,
         );
         if settings.bench_endpoints {
             router = router.merge(crate::bench::routes().with_state(router_state));
@@ -262,6 +263,31 @@ impl Application {
     }
 }
 
+/// What the application serves besides its fixed endpoints, as the router
+/// is built from it: the pages (leptos_router's route list, axum syntax,
+/// `/u/{username}`) and the server functions (server_fn's registry of every
+/// `#[server]` function linked in). The request fuzzer (`tests/fuzz.rs`)
+/// covers exactly these, so a page or function added later is fuzzed too.
+pub struct AppRoutes {
+    pub pages: Vec<String>,
+    pub server_functions: Vec<(&'static str, http::Method)>,
+}
+
+pub fn app_routes() -> AppRoutes {
+    let mut pages: Vec<String> = generate_route_list(App)
+        .iter()
+        .map(|listing| listing.path().to_owned())
+        .collect();
+    pages.sort();
+    pages.dedup();
+    let mut server_functions: Vec<_> = leptos::server_fn::axum::server_fn_paths().collect();
+    server_functions.sort_by_key(|(path, _)| *path);
+    AppRoutes {
+        pages,
+        server_functions,
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -278,7 +304,7 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received; finishing in-flight requests");
 }
 
-fn router(router_state: RouterState, edge: Arc<Edge>) -> Router {
+fn router(router_state: RouterState, edge: Arc<Edge>, panic_routes: bool) -> Router {
     let routes = generate_route_list(App);
     let inner = &router_state.0;
     let context = {
@@ -286,7 +312,7 @@ fn router(router_state: RouterState, edge: Arc<Edge>) -> Router {
         move || provide_context(state.clone())
     };
     let leptos_options = inner.leptos_options.clone();
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
@@ -296,9 +322,14 @@ fn router(router_state: RouterState, edge: Arc<Edge>) -> Router {
         .fallback(file_and_error_handler_with_context::<RouterState, _>(
             context, shell,
         ));
+    if panic_routes {
+        app = app.merge(panics::routes());
+    }
     // Compression outermost: stored pages are kept uncompressed and
-    // compressed per request like any other response.
+    // compressed per request like any other response. The panic layer just
+    // inside the edge: a panic anywhere behind it is a 500 the edge records.
     hygiene::limits(app)
+        .layer(panics::layer(&inner.app.metrics))
         .layer(axum::middleware::from_fn_with_state(
             edge,
             edge::around_every_request,

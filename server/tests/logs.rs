@@ -1,37 +1,13 @@
 //! Secrets never reach the logs (ASVS 7.1.1). A test binary of its own: it
 //! installs the process-wide tracing subscriber, at the most verbose level.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 mod support;
 
-use support::{session_cookie_from, spawn_app, STRONG_PASSWORD};
-
-/// Everything every layer logs, appended to one buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use support::{session_cookie_from, spawn_app, LogCapture, STRONG_PASSWORD};
 
 #[tokio::test]
 async fn passwords_and_session_tokens_are_never_logged() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let capture = LogCapture::install();
     let app = spawn_app().await;
 
     let registered = app.register("alice").await;
@@ -42,7 +18,7 @@ async fn passwords_and_session_tokens_are_never_logged() {
     assert_eq!(app.login("alice", wrong).await.status(), 401);
     assert_eq!(app.whoami(&registered).await.as_deref(), Some("alice"));
 
-    let log = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let log = capture.text();
     assert!(
         log.contains("signed in") && log.contains("login failed"),
         "the app's own events are captured:\n{log}"

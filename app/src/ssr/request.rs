@@ -8,16 +8,23 @@
 //! sets the status. Services get the `RequestMeta` as an argument and return
 //! values (a `NewSession`, say); the body turns those into cookies and
 //! redirects through [`Reply`]. Nothing below `api/` calls `use_context`.
+//!
+//! A request whose arguments do not decode never reaches `handle`: server_fn
+//! answers it by itself. [`framework_failure`] is where Folio's code still
+//! runs on that path (through `AppError::from_server_fn_error`), so that such
+//! a request is answered like any other client mistake: a 400 (or 415) with
+//! a typed error, a redirect for a plain form post, and a count per route.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ConnectInfo;
-use http::header::{ACCEPT, COOKIE, SET_COOKIE, USER_AGENT};
+use http::header::{ACCEPT, CONTENT_TYPE, COOKIE, SET_COOKIE, USER_AGENT};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use leptos::prelude::use_context;
 use leptos_axum::ResponseOptions;
+use server_fn::error::ServerFnErrorErr;
 
 use super::accounts::sessions::{self, NewSession, Session};
 use super::{AppState, Error};
@@ -87,12 +94,7 @@ impl RequestMeta {
             session_token: find_cookie(headers, SESSION_COOKIE)
                 .filter(|token| sessions::is_well_formed(token))
                 .map(str::to_owned),
-            // The server-function client asks for its own encoding only; a
-            // browser submitting a form accepts HTML.
-            form_post: headers
-                .get(ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|s| s.contains("text/html")),
+            form_post: is_form_post(headers),
         }
     }
 
@@ -102,6 +104,16 @@ impl RequestMeta {
     pub fn client_network(&self) -> String {
         network_of(self.client_ip)
     }
+}
+
+/// The server-function client asks for its own encoding only; a browser
+/// submitting a form accepts HTML. The same test as server_fn's and
+/// leptos_axum's, which redirect such a request back to its page.
+fn is_form_post(headers: &HeaderMap) -> bool {
+    headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|s| s.contains("text/html"))
 }
 
 pub fn network_of(ip: IpAddr) -> String {
@@ -233,13 +245,26 @@ where
         tracing::error!("AppState missing from the server function's context");
         return Err(AppError::Internal);
     };
-    let meta = use_context::<Parts>()
-        .map(|parts| RequestMeta::from_parts(&parts, &state.config.trusted_proxies))
+    let parts = use_context::<Parts>();
+    let meta = parts
+        .as_ref()
+        .map(|parts| RequestMeta::from_parts(parts, &state.config.trusted_proxies))
         .unwrap_or_default();
     let reply = Reply {
         options: use_context::<ResponseOptions>(),
         form_post: meta.form_post,
     };
+    // Arguments without fields decode from any body at all: the encoding is
+    // checked here too, so that every function refuses the same requests.
+    if let Some(parts) = parts
+        .as_ref()
+        .filter(|parts| !is_form_encoded(&parts.headers))
+    {
+        let error = AppError::UnsupportedMediaType;
+        count_bad_request(&state, parts.uri.path());
+        reply.fail(&error);
+        return Err(error);
+    }
     let metrics = state.metrics.clone();
     let result = body(Call {
         state,
@@ -252,6 +277,77 @@ where
         reply.fail(error);
     }
     result
+}
+
+/// Whether the body is in an encoding a server function reads: a form, as
+/// the browser sends one (url-encoded, the `#[server]` default, or
+/// multipart, for uploads), or no declared type at all (`curl -X POST`, an
+/// empty body). JSON, plain text and the rest are refused with 415 rather
+/// than read as if they were a form.
+fn is_form_encoded(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        || essence.eq_ignore_ascii_case("multipart/form-data")
+}
+
+/// `folio_bad_requests_total{route}`: requests refused as malformed. The
+/// route is a server function's path, a fixed set: never a path the client
+/// made up.
+fn count_bad_request(state: &AppState, route: &str) {
+    state
+        .metrics
+        .counter("folio_bad_requests_total", &[("route", route.to_owned())])
+        .increment(1);
+}
+
+/// The server side of `AppError::from_server_fn_error`: a failure of
+/// server_fn itself while it answers a server function's request. One that
+/// decoding the request raised (missing, repeated or malformed fields, a body
+/// that is not UTF-8 or too long) is the client's: 400, or 415 when the body
+/// is not a form at all, counted per function. Any other (an answer that
+/// would not serialize) is Folio's: logged, and `Internal`.
+///
+/// server_fn has already chosen its answer, a 500 with the error as JSON (or,
+/// for a plain form post, a redirect with the error in the URL); the status
+/// set here replaces the 500, as `Reply::fail` does for the body's errors.
+/// Outside a server function's request (a page render decoding a form
+/// post's error from its URL) it gives the error back untouched.
+pub fn framework_failure(error: ServerFnErrorErr) -> Result<AppError, ServerFnErrorErr> {
+    let (Some(parts), Some(state)) = (use_context::<Parts>(), use_context::<AppState>()) else {
+        return Err(error);
+    };
+    let path = parts.uri.path();
+    if !server_fn::axum::server_fn_paths().any(|(function, _)| function == path) {
+        return Err(error);
+    }
+    let answer = match error {
+        ServerFnErrorErr::Args(_)
+        | ServerFnErrorErr::MissingArg(_)
+        | ServerFnErrorErr::Deserialization(_) => {
+            count_bad_request(&state, path);
+            if is_form_encoded(&parts.headers) {
+                AppError::BadRequest
+            } else {
+                AppError::UnsupportedMediaType
+            }
+        }
+        other => {
+            tracing::error!(error = %other, "server function failed outside its body");
+            AppError::Internal
+        }
+    };
+    let reply = Reply {
+        options: use_context::<ResponseOptions>(),
+        form_post: is_form_post(&parts.headers),
+    };
+    reply.fail(&answer);
+    Ok(answer)
 }
 
 #[cfg(test)]

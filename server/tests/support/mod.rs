@@ -280,6 +280,87 @@ impl TestApp {
         ))
         .await
     }
+
+    /// One series of a labelled counter (`name{labels}`, labels as
+    /// Prometheus prints them), 0 while it has not been counted.
+    pub async fn labelled_metric(&self, name: &str, labels: &str) -> u64 {
+        let text = self.metrics_text().await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}{{{labels}}} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Everything stored about `usernames` (account and profile rows, as
+    /// JSON text, password hash and timestamps included), for comparing
+    /// before and after.
+    pub async fn stored_accounts(&self, usernames: &[&str]) -> Vec<String> {
+        let names: Vec<String> = usernames.iter().map(|u| u.to_string()).collect();
+        sqlx::query_scalar(
+            "SELECT json_build_array(row_to_json(u), row_to_json(p))::text
+             FROM users u JOIN profiles p ON p.user_id = u.id
+             WHERE u.username = ANY($1) ORDER BY u.id",
+        )
+        .bind(&names)
+        .fetch_all(&self.state.db)
+        .await
+        .expect("accounts read")
+    }
+}
+
+/// Everything the process logs, into one buffer: for a test binary of its
+/// own (it installs the process-wide subscriber, at the most verbose level).
+#[derive(Clone, Default)]
+pub struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    pub fn install() -> Self {
+        let capture = Self::default();
+        let writer = capture.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        capture
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Folio's panic hook (which logs through tracing, `server::panics`),
+/// wrapped so that every panic of the process is also counted here and
+/// printed as the default hook would: a test's own failed assertion stays
+/// readable, and a panic nothing answered for (a streamed body, a task) is
+/// still seen.
+pub fn count_panics() -> &'static std::sync::atomic::AtomicUsize {
+    use std::sync::atomic::AtomicUsize;
+    static PANICS: AtomicUsize = AtomicUsize::new(0);
+    static WRAPPED: std::sync::Once = std::sync::Once::new();
+    WRAPPED.call_once(|| {
+        let default = std::panic::take_hook();
+        server::panics::install_hook();
+        let folio = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            folio(info);
+            default(info);
+        }));
+    });
+    &PANICS
 }
 
 pub const STRONG_PASSWORD: &str = "violet-kettle-harbour-93";

@@ -34,6 +34,9 @@ pub struct Inner {
     pub profile_cache_misses: Counter,
     pub profile_cache_errors: Counter,
     pub profile_db_queries: Counter,
+    /// Requests whose handler panicked (answered 500 by the server's
+    /// panic layer).
+    pub panics: Counter,
     pub password_queue_depth: Gauge,
     /// Set when `/metrics` is scraped: Prometheus cannot call `/readyz`
     /// (it reads series, not statuses), so readiness is a series too.
@@ -86,6 +89,13 @@ impl Metrics {
             recorder.describe_counter(KeyName::from(name), None, help.into());
             recorder.register_counter(&Key::from_name(name), &METADATA)
         };
+        recorder.describe_counter(
+            KeyName::from("folio_bad_requests_total"),
+            None,
+            "Requests refused as malformed (undecodable arguments, a body that is not a form, \
+             a path or query that is not UTF-8), by route."
+                .into(),
+        );
         let inner = Inner {
             postgres_errors: counter(
                 "folio_postgres_errors_total",
@@ -116,6 +126,10 @@ impl Metrics {
             profile_db_queries: counter(
                 "folio_profile_db_queries_total",
                 "Profile reads that queried Postgres.",
+            ),
+            panics: counter(
+                "folio_panics_total",
+                "Requests whose handler panicked (each answered 500; the process serves on).",
             ),
             password_queue_depth: {
                 let name = "folio_password_queue_depth";
