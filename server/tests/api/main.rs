@@ -4,6 +4,7 @@
 mod accounts;
 mod health;
 mod profiles;
+mod robustness;
 
 #[path = "../support/mod.rs"]
 mod support;

@@ -291,6 +291,30 @@ impl TestApp {
             .unwrap_or(0)
     }
 
+    /// Sends `request`, bytes as they are, on a connection of its own, and
+    /// returns the status of the answer: for what an HTTP client library
+    /// would not send (`CONNECT host:443`, bytes that are not UTF-8 in the
+    /// path). None when the server closed the connection without one.
+    pub async fn raw_status(&self, request: &[u8]) -> Option<u16> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = self.address.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+        stream.write_all(request).await.ok()?;
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 1024];
+        let read = async {
+            while !answer.windows(2).any(|w| w == b"\r\n") {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => answer.extend_from_slice(&buffer[..n]),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), read).await.ok()?;
+        let status_line = String::from_utf8_lossy(&answer);
+        status_line.split(' ').nth(1)?.parse().ok()
+    }
+
     /// Everything stored about `usernames` (account and profile rows, as
     /// JSON text, password hash and timestamps included), for comparing
     /// before and after.
