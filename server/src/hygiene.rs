@@ -11,13 +11,18 @@ use axum::response::Response;
 use axum::Router;
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 /// A request that takes longer is answered 503 ("try again"), never left
 /// hanging: Postgres statements (5 s) and pool waits (3 s) end before this.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Forms are small; nothing Folio accepts comes near this.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+/// A client that stops sending the body it announced is answered after this
+/// long without a byte of it (400: the request could not be read), rather
+/// than holding the request until `REQUEST_TIMEOUT` answers 503 as if Folio
+/// had failed.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Public profile pages may be cached briefly by browsers and shared caches:
 /// an edit shows within 30 s, while a burst of visits to a popular page is
@@ -31,6 +36,7 @@ const PROFILE_PAGE_VARY: &str = "Cookie, Accept-Encoding";
 pub fn limits<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,

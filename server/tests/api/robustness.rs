@@ -10,9 +10,16 @@ const FORM: &str = "application/x-www-form-urlencoded";
 /// Words of serde's and server_fn's messages, which describe our argument
 /// types to whoever sent the request.
 fn repeats_the_deserializer(body: &str) -> bool {
-    ["missing field", "deserializ", "invalid type", "invalid digit", "too large", "invalid utf-8"]
-        .iter()
-        .any(|words| body.to_lowercase().contains(words))
+    [
+        "missing field",
+        "deserializ",
+        "invalid type",
+        "invalid digit",
+        "too large",
+        "invalid utf-8",
+    ]
+    .iter()
+    .any(|words| body.to_lowercase().contains(words))
 }
 
 #[tokio::test]
@@ -43,7 +50,12 @@ async fn undecodable_arguments_are_a_typed_400_counted_per_function() {
     ];
     for body in register_bodies {
         let response = post("register", body.to_vec(), &anonymous).await.unwrap();
-        assert_eq!(response.status(), 400, "{:?}", String::from_utf8_lossy(body));
+        assert_eq!(
+            response.status(),
+            400,
+            "{:?}",
+            String::from_utf8_lossy(body)
+        );
         let text = response.text().await.unwrap();
         assert_eq!(text, r#""BadRequest""#);
     }
@@ -51,7 +63,9 @@ async fn undecodable_arguments_are_a_typed_400_counted_per_function() {
         "display_name=Ada&bio=&avatar_url=&location=&website=&expected_version={}",
         i64::from(i32::MAX) + 1
     );
-    let response = post("update_profile", version.into_bytes(), &cookie).await.unwrap();
+    let response = post("update_profile", version.into_bytes(), &cookie)
+        .await
+        .unwrap();
     let (status, body) = status_and_json(response).await;
     assert_eq!((status, body), (400, serde_json::json!("BadRequest")));
 
@@ -75,22 +89,38 @@ async fn bodies_that_are_not_forms_are_415_and_nothing_runs() {
     let cookie = app.register("ada").await;
     let json = serde_json::json!({"identifier": "ada", "password": STRONG_PASSWORD});
 
-    let login = app.client.post(app.url("/api/login")).json(&json).send().await.unwrap();
+    let login = app
+        .client
+        .post(app.url("/api/login"))
+        .json(&json)
+        .send()
+        .await
+        .unwrap();
     let (status, body) = status_and_json(login).await;
-    assert_eq!((status, body), (415, serde_json::json!("UnsupportedMediaType")));
+    assert_eq!(
+        (status, body),
+        (415, serde_json::json!("UnsupportedMediaType"))
+    );
 
     // A function without arguments would decode from any body at all.
     let logout = app
         .client
         .post(app.url("/api/logout"))
         .header("content-type", "application/json")
-        .header("cookie", format!("__Host-folio_session={}", cookie.token().unwrap()))
+        .header(
+            "cookie",
+            format!("__Host-folio_session={}", cookie.token().unwrap()),
+        )
         .body("{}")
         .send()
         .await
         .unwrap();
     assert_eq!(logout.status(), 415);
-    assert_eq!(app.whoami(&cookie).await.as_deref(), Some("ada"), "still signed in");
+    assert_eq!(
+        app.whoami(&cookie).await.as_deref(),
+        Some("ada"),
+        "still signed in"
+    );
 
     // Fields that would decode, in a body that says it is text.
     let text = app
@@ -110,8 +140,14 @@ async fn bodies_that_are_not_forms_are_415_and_nothing_runs() {
     let charset = app
         .client
         .post(app.url("/api/update_profile"))
-        .header("content-type", "Application/X-WWW-Form-Urlencoded; charset=UTF-8")
-        .header("cookie", format!("__Host-folio_session={}", cookie.token().unwrap()))
+        .header(
+            "content-type",
+            "Application/X-WWW-Form-Urlencoded; charset=UTF-8",
+        )
+        .header(
+            "cookie",
+            format!("__Host-folio_session={}", cookie.token().unwrap()),
+        )
         .body("display_name=Ada&bio=&avatar_url=&location=&website=&expected_version=1")
         .send()
         .await
@@ -167,7 +203,12 @@ async fn paths_and_queries_that_are_not_utf8_are_refused_before_the_router() {
     }
     let valid = app.client.get(app.url("/u/zo%C3%AB")).send().await.unwrap();
     assert_eq!(valid.status(), 404, "a UTF-8 name that is nobody's");
-    let zoe = app.client.get(app.url("/u/%7A%6F%65")).send().await.unwrap();
+    let zoe = app
+        .client
+        .get(app.url("/u/%7A%6F%65"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(zoe.status(), 200);
 
     // A target that is not a path reached the 404 page's renderer, which
@@ -187,6 +228,21 @@ async fn paths_and_queries_that_are_not_utf8_are_refused_before_the_router() {
         2
     );
     assert_eq!(app.metric("folio_panics_total").await, 0);
+}
+
+#[tokio::test]
+async fn a_body_that_never_comes_is_the_clients_mistake_not_a_503() {
+    let app = spawn_app().await;
+    let started = std::time::Instant::now();
+    let status = app
+        .raw_status(
+            b"POST /api/login HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\n\
+              Content-Length: 100\r\nConnection: close\r\n\r\nidentifier=ada",
+        )
+        .await;
+    assert_eq!(status, Some(400), "after {:?}", started.elapsed());
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
 }
 
 #[test]

@@ -310,7 +310,10 @@ impl TestApp {
                 }
             }
         };
-        tokio::time::timeout(Duration::from_secs(10), read).await.ok()?;
+        // Longer than the server's own timeouts: it answers first.
+        tokio::time::timeout(Duration::from_secs(20), read)
+            .await
+            .ok()?;
         let status_line = String::from_utf8_lossy(&answer);
         status_line.split(' ').nth(1)?.parse().ok()
     }
@@ -333,16 +336,21 @@ impl TestApp {
 }
 
 /// Everything the process logs, into one buffer: for a test binary of its
-/// own (it installs the process-wide subscriber, at the most verbose level).
+/// own (it installs the process-wide subscriber).
 #[derive(Clone, Default)]
 pub struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl LogCapture {
+    /// At the most verbose level.
     pub fn install() -> Self {
+        Self::install_at(tracing::Level::TRACE)
+    }
+
+    pub fn install_at(level: tracing::Level) -> Self {
         let capture = Self::default();
         let writer = capture.clone();
         tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
+            .with_max_level(level)
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .init();
