@@ -263,10 +263,11 @@ impl Application {
     }
 }
 
-/// What the application serves besides its fixed endpoints, as the router
-/// is built from it: the pages (leptos_router's route list, axum syntax,
-/// `/u/{username}`) and the server functions (server_fn's registry of every
-/// `#[server]` function linked in). The request fuzzer (`tests/fuzz.rs`)
+/// What the application serves besides its fixed endpoints, read from the
+/// two sources `router` is built from: the pages (leptos_router's route
+/// list, axum syntax, `/u/{username}`) and the server functions (server_fn's
+/// registry of every `#[server]` function linked in, which
+/// `leptos_routes_with_context` mounts). The request fuzzer (`tests/fuzz/`)
 /// covers exactly these, so a page or function added later is fuzzed too.
 pub struct AppRoutes {
     pub pages: Vec<String>,

@@ -222,3 +222,63 @@ mod tests {
         assert!(!format!("{p:?}").contains("horse"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::properties::{config, near, text};
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn usernames_round_trip_and_fit_the_table(raw in near("[ ]{0,2}[a-zA-Z0-9_]{1,32}[ ]{0,2}")) {
+            if let Ok(name) = Username::parse(&raw) {
+                prop_assert_eq!(Username::parse(name.as_str()), Ok(name.clone()));
+                // users.username's CHECK: lower case, ^[a-z0-9_]{3,30}$.
+                let stored = name.as_str();
+                prop_assert!((3..=30).contains(&stored.len()));
+                prop_assert!(stored.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+            }
+        }
+
+        #[test]
+        fn emails_round_trip_and_fit_the_table(
+            raw in near("[ ]{0,2}[a-zA-Z0-9._%+-]{1,24}@[a-zA-Z0-9-]{1,12}(\\.[a-zA-Z0-9-]{1,8}){1,3}[ ]{0,2}")
+        ) {
+            if let Ok(email) = Email::parse(&raw) {
+                prop_assert_eq!(Email::parse(email.as_str()), Ok(email.clone()));
+                // users.email's CHECK: lower case, at most 254 characters.
+                let stored = email.as_str();
+                prop_assert_eq!(stored.to_lowercase(), stored);
+                prop_assert!(stored.chars().count() <= Email::MAX);
+                prop_assert!(!stored.chars().any(char::is_control));
+            }
+        }
+
+        #[test]
+        fn login_identifiers_round_trip(raw in near("[a-zA-Z0-9_@.]{1,30}")) {
+            if let Ok(identifier) = LoginIdentifier::parse(&raw) {
+                prop_assert_eq!(LoginIdentifier::parse(identifier.as_str()), Ok(identifier.clone()));
+            }
+        }
+
+        #[test]
+        fn passwords_round_trip_unchanged(raw in text()) {
+            match Password::parse(&raw) {
+                Ok(password) => {
+                    prop_assert_eq!(password.expose(), raw.as_str(), "never trimmed or changed");
+                    prop_assert_eq!(Password::parse(password.expose()), Ok(password.clone()));
+                    let shown = format!("{password:?}");
+                    prop_assert!(!shown.contains(&raw), "Debug shows the password");
+                }
+                Err(_) => {
+                    let len = raw.chars().count();
+                    prop_assert!(!(Password::MIN..=Password::MAX).contains(&len));
+                }
+            }
+        }
+    }
+}

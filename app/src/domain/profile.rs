@@ -210,3 +210,96 @@ mod tests {
         assert_eq!(update.display_name.as_str(), "Ada Lovelace");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::properties::{config, near, text};
+
+    /// The form that would save `update` again.
+    fn form_of(update: &ProfileUpdate) -> ProfileForm {
+        ProfileForm {
+            display_name: update.display_name.as_str().to_owned(),
+            bio: update.bio.as_str().to_owned(),
+            avatar_url: update
+                .avatar_url
+                .as_ref()
+                .map(|u| u.as_str().to_owned())
+                .unwrap_or_default(),
+            location: update
+                .location
+                .as_ref()
+                .map(|l| l.as_str().to_owned())
+                .unwrap_or_default(),
+            website: update
+                .website
+                .as_ref()
+                .map(|w| w.as_str().to_owned())
+                .unwrap_or_default(),
+        }
+    }
+
+    const URL: &str =
+        "[ ]{0,2}(https://|http://|HTTPS://|ftp://|)[a-zA-Z0-9.:@\\[\\]-]{0,24}([/?#][ -~]{0,40})?";
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn free_text_fields_round_trip_and_fit_the_table(raw in near("[ ]{0,3}[a-zA-Z0-9 .,!?'\\n\\r-]{0,120}[ ]{0,3}")) {
+            if let Ok(name) = DisplayName::parse(&raw) {
+                prop_assert_eq!(DisplayName::parse(name.as_str()), Ok(name.clone()));
+                prop_assert!((1..=DisplayName::MAX).contains(&name.as_str().chars().count()));
+                prop_assert!(!name.as_str().contains('\n'));
+            }
+            if let Ok(bio) = Bio::parse(&raw) {
+                prop_assert_eq!(Bio::parse(bio.as_str()), Ok(bio.clone()));
+                // profiles.bio's CHECK: at most 500 characters.
+                prop_assert!(bio.as_str().chars().count() <= Bio::MAX);
+                prop_assert!(!bio.as_str().contains('\r'));
+            }
+            if let Ok(location) = Location::parse(&raw) {
+                prop_assert_eq!(Location::parse(location.as_str()), Ok(location.clone()));
+            }
+        }
+
+        #[test]
+        fn web_addresses_round_trip_and_fit_the_table(raw in near(URL)) {
+            if let Ok(avatar) = AvatarUrl::parse(&raw) {
+                prop_assert_eq!(AvatarUrl::parse(avatar.as_str()), Ok(avatar.clone()));
+                // profiles.avatar_url's CHECK: https, at most 2048 characters.
+                prop_assert!(avatar.as_str().starts_with("https://"));
+                prop_assert!(avatar.as_str().chars().count() <= AvatarUrl::MAX);
+            }
+            if let Ok(website) = Website::parse(&raw) {
+                prop_assert_eq!(Website::parse(website.as_str()), Ok(website.clone()));
+                prop_assert!(!website.as_str().chars().any(|c| c.is_whitespace() || c == '"' || c == '<'));
+            }
+        }
+
+        #[test]
+        fn profile_updates_round_trip(
+            display_name in near("[a-zA-Z ]{0,20}"),
+            bio in text(),
+            avatar_url in near(URL),
+            location in near("[a-zA-Z ]{0,12}"),
+            website in near(URL),
+        ) {
+            let form = ProfileForm { display_name, bio, avatar_url, location, website };
+            match ProfileUpdate::parse(&form) {
+                Ok(update) => prop_assert_eq!(ProfileUpdate::parse(&form_of(&update)), Ok(update.clone())),
+                Err(errors) => {
+                    prop_assert!(!errors.is_empty());
+                    for field in errors.0.keys() {
+                        prop_assert!(
+                            ["display_name", "bio", "avatar_url", "location", "website"].contains(&field.as_str()),
+                            "an error under a field the form has: {}", field
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -73,3 +73,29 @@ mod tests {
         assert!(clean("   ", "Name", 1, 5, false).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::properties::{config, text};
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// What `clean` keeps is clean: trimmed, within bounds, free of
+        /// controls (but `\n` where allowed) and of invisible formatting,
+        /// and cleaning it again changes nothing.
+        #[test]
+        fn cleaning_is_idempotent(raw in text(), multiline in any::<bool>(), min in 0usize..3) {
+            if let Ok(kept) = clean(&raw, "Field", min, 200, multiline) {
+                prop_assert_eq!(clean(&kept, "Field", min, 200, multiline), Ok(kept.clone()));
+                prop_assert_eq!(kept.trim(), kept.as_str());
+                prop_assert!((min..=200).contains(&char_count(&kept)));
+                prop_assert!(!kept.chars().any(|c| (c.is_control() && c != '\n') || is_invisible_format(c)));
+                prop_assert!(multiline || !kept.contains('\n'));
+            }
+        }
+    }
+}

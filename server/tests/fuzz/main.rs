@@ -323,7 +323,7 @@ async fn send(client: &reqwest::Client, app: &TestApp, probe: &Probe, token: &st
     }
     let cookie = match probe.identity {
         Identity::Anonymous => None,
-        Identity::ForgedCookie if probe.body.len() % 2 == 0 => Some("0".repeat(64)),
+        Identity::ForgedCookie if probe.body.len().is_multiple_of(2) => Some("0".repeat(64)),
         Identity::ForgedCookie => Some("not-a-token".to_owned()),
         Identity::SignedIn => Some(token.to_owned()),
     };
