@@ -154,7 +154,10 @@ fn log_panic(info: &PanicHookInfo<'_>) {
     }
 }
 
-/// The rate limit of panic events, and the places already seen.
+/// The rate limit of panic events, and the places already seen. Written
+/// here rather than taken from a log-throttling crate: only panics need a
+/// limit (every other event is one per request at most), and a fixed window
+/// of a few lines is all it takes.
 #[derive(Default)]
 struct PanicLog {
     window_started: Option<Instant>,
