@@ -23,6 +23,14 @@
 //! | `FOLIO_INSTANCE` | host name | sent as `x-folio-instance` on every response (which instance answered) |
 //! | `FOLIO_METRICS_TOKEN` | (none) | when set, `/metrics` requires `Authorization: Bearer <token>` |
 //! | `FOLIO_BENCH_ENDPOINTS` | `off` | `on` mounts the benchmark's ceiling endpoints under `/bench/` |
+//! | `FOLIO_EVENTS_REDIS_URL` | `REDIS_URL` | the Redis of the event streams; one with persistence (AOF) and `noeviction`, which a cache Redis may not have |
+//! | `FOLIO_EVENT_WORKERS` | `on` | `off`: this server does not run the relay and consumers (run `server --worker` elsewhere) |
+//! | `FOLIO_EVENT_PARTITIONS` | `8` | streams the events are spread over, by user; fixed for a deployment's life (see `events/streams.rs`) |
+//! | `FOLIO_EVENT_LEASE_SECS` | `10` | how long a dead consumer's partition waits before another consumer takes it |
+//! | `FOLIO_EVENT_MAX_DELIVERIES` | `5` | failed deliveries before an event goes to the dead letters |
+//!
+//! One argument: `server --worker` runs the relay and the consumers and
+//! serves only `/healthz`, `/readyz` and `/metrics`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -49,6 +57,12 @@ pub struct Settings {
     pub panic_routes: bool,
     pub instance: String,
     pub metrics_token: Option<String>,
+    pub events_redis_url: String,
+    /// Run the outbox relay and the event consumers in this process.
+    pub event_workers: bool,
+    /// `server --worker`: the workers and the health and metrics endpoints
+    /// only, no pages or server functions.
+    pub worker_only: bool,
     pub service: ServiceConfig,
 }
 
@@ -58,6 +72,20 @@ pub struct ConfigError {
     variable: &'static str,
     value: String,
     reason: String,
+}
+
+/// `on`/`off` (also `true`/`false`, `1`/`0`).
+fn switch(name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match var(name).map(|v| v.to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if matches!(v.as_str(), "on" | "true" | "1") => Ok(true),
+        Some(v) if matches!(v.as_str(), "off" | "false" | "0") => Ok(false),
+        Some(value) => Err(ConfigError {
+            variable: name,
+            value,
+            reason: "expected on or off".to_owned(),
+        }),
+    }
 }
 
 fn var(name: &str) -> Option<String> {
@@ -119,6 +147,26 @@ impl Settings {
                 .collect::<Result<_, _>>()?,
         };
         let cache = var("FOLIO_PROFILE_CACHE").unwrap_or_else(|| "on".to_owned());
+        let instance = var("FOLIO_INSTANCE")
+            .or_else(|| var("HOSTNAME"))
+            .unwrap_or_else(|| "folio".to_owned());
+        let events = app::ssr::events::EventsConfig {
+            instance: instance.clone(),
+            partitions: parse("FOLIO_EVENT_PARTITIONS", defaults.events.partitions)?,
+            lease: Duration::from_secs(parse(
+                "FOLIO_EVENT_LEASE_SECS",
+                defaults.events.lease.as_secs(),
+            )?),
+            max_deliveries: parse("FOLIO_EVENT_MAX_DELIVERIES", defaults.events.max_deliveries)?,
+            ..defaults.events.clone()
+        };
+        if events.partitions == 0 || events.lease.is_zero() {
+            return Err(ConfigError {
+                variable: "FOLIO_EVENT_PARTITIONS / FOLIO_EVENT_LEASE_SECS",
+                value: format!("{} / {}", events.partitions, events.lease.as_secs()),
+                reason: "must be at least 1".to_owned(),
+            });
+        }
         let service = ServiceConfig {
             redis_prefix: var("FOLIO_REDIS_PREFIX").unwrap_or(defaults.redis_prefix),
             session_idle: Duration::from_secs(parse(
@@ -151,12 +199,17 @@ impl Settings {
                     })
                 }
             },
+            events,
             ..defaults
         };
+        let redis_url = var("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
         Ok(Self {
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/folio".to_owned()),
-            redis_url: var("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+            events_redis_url: var("FOLIO_EVENTS_REDIS_URL").unwrap_or_else(|| redis_url.clone()),
+            redis_url,
+            event_workers: switch("FOLIO_EVENT_WORKERS", true)?,
+            worker_only: false,
             addr: parse("LEPTOS_SITE_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
             dev_mode: match var("LEPTOS_ENV").map(|v| v.to_ascii_lowercase()) {
                 Some(env) => matches!(env.as_str(), "dev" | "development"),
@@ -168,14 +221,32 @@ impl Settings {
             log_json: var("FOLIO_LOG_FORMAT").is_some_and(|f| f == "json"),
             db_max_connections: parse("FOLIO_DB_MAX_CONNECTIONS", 10)?,
             page_cache_pages: parse("FOLIO_PAGE_CACHE_PAGES", 1000)?,
-            instance: var("FOLIO_INSTANCE")
-                .or_else(|| var("HOSTNAME"))
-                .unwrap_or_else(|| "folio".to_owned()),
+            instance,
             metrics_token: var("FOLIO_METRICS_TOKEN"),
             bench_endpoints: var("FOLIO_BENCH_ENDPOINTS").is_some_and(|v| v == "on"),
             panic_routes: false,
             service,
         })
+    }
+
+    /// Applies the command line: nothing, or `--worker`.
+    pub fn with_args(
+        mut self,
+        args: impl IntoIterator<Item = String>,
+    ) -> Result<Self, ConfigError> {
+        for arg in args {
+            match arg.as_str() {
+                "--worker" => self.worker_only = true,
+                _ => {
+                    return Err(ConfigError {
+                        variable: "argument",
+                        value: arg,
+                        reason: "the only argument is --worker".to_owned(),
+                    })
+                }
+            }
+        }
+        Ok(self)
     }
 }
 

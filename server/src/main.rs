@@ -33,7 +33,7 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> ExitCode {
-    let settings = match Settings::from_env() {
+    let settings = match Settings::from_env().and_then(|s| s.with_args(std::env::args().skip(1))) {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("folio: configuration error: {error}");

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::ssr::AppState;
+use app::ssr::events::{self, Workers};
+use app::ssr::{AppState, RedisConnector};
 use app::{shell, App};
 use axum::extract::FromRef;
 use axum::routing::get;
@@ -94,6 +95,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    /// The outbox relay and the event consumers, when this process runs them.
+    workers: Option<Workers>,
 }
 
 async fn connect_postgres(settings: &Settings) -> Result<PgPool, StartupError> {
@@ -199,9 +202,22 @@ impl Application {
                 cause: e.to_string(),
             })?;
         let state = AppState::new(db, redis, settings.service.clone()).await;
+        // The event streams' Redis is not needed to serve: connections to it
+        // are opened (and reopened) by the tasks that use it.
+        let events_redis = redis::Client::open(settings.events_redis_url.as_str())
+            .map(RedisConnector::new)
+            .map_err(|e| StartupError::Redis {
+                url: redact(&settings.events_redis_url),
+                cause: e.to_string(),
+            })?;
+        events::observe(&state, events_redis.clone());
+        let workers = (settings.event_workers || settings.worker_only)
+            .then(|| Workers::start(&state, events_redis, events::consumers::all(None)));
         // Profile invalidations arrive on a pub/sub connection of their own.
-        if let Ok(client) = redis::Client::open(settings.redis_url.as_str()) {
-            app::ssr::profiles::listen_for_invalidations(&state, client).await;
+        if !settings.worker_only {
+            if let Ok(client) = redis::Client::open(settings.redis_url.as_str()) {
+                app::ssr::profiles::listen_for_invalidations(&state, client).await;
+            }
         }
         let listener =
             TcpListener::bind(settings.addr)
@@ -218,18 +234,23 @@ impl Application {
             metrics_token: MetricsToken(settings.metrics_token.clone()),
             pages: pages.clone(),
         });
-        let mut router = router(
-            router_state.clone(),
-            Edge::new(state.clone(), pages, &settings.instance),
-            settings.panic_routes,
-        );
-        if settings.bench_endpoints {
+        let mut router = if settings.worker_only {
+            worker_router(router_state.clone())
+        } else {
+            router(
+                router_state.clone(),
+                Edge::new(state.clone(), pages, &settings.instance),
+                settings.panic_routes,
+            )
+        };
+        if settings.bench_endpoints && !settings.worker_only {
             router = router.merge(crate::bench::routes().with_state(router_state));
         }
         Ok(Self {
             listener,
             router,
             state,
+            workers,
         })
     }
 
@@ -257,6 +278,11 @@ impl Application {
         )
         .with_graceful_shutdown(shutdown_signal())
         .await;
+        // Lets go of the relay lock and the partition leases, so another
+        // process takes over at once rather than after a lease expires.
+        if let Some(workers) = self.workers {
+            workers.stop().await;
+        }
         self.state.db.close().await;
         tracing::info!("stopped");
         result
@@ -303,6 +329,16 @@ async fn shutdown_signal() {
     };
     tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
     tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+/// `server --worker`: health and metrics only, for the orchestrator and
+/// Prometheus; the worker's work is the event pipeline.
+fn worker_router(router_state: RouterState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
+        .with_state(router_state)
 }
 
 fn router(router_state: RouterState, edge: Arc<Edge>, panic_routes: bool) -> Router {

@@ -76,7 +76,9 @@ pub async fn list_sessions() -> Result<Vec<SessionInfo>, AppError> {
 pub async fn revoke_session(id: String) -> Result<(), AppError> {
     handle(async move |call| {
         let session = call.user().await?;
-        if accounts::revoke_session(&call.state, &session, &id).await? == accounts::Revoked::Own {
+        if accounts::revoke_session(&call.state, &call.meta, &session, &id).await?
+            == accounts::Revoked::Own
+        {
             call.reply.clear_session_cookie();
         }
         Ok(())
@@ -88,7 +90,7 @@ pub async fn revoke_session(id: String) -> Result<(), AppError> {
 pub async fn logout_everywhere() -> Result<u64, AppError> {
     handle(async |call| {
         let session = call.user().await?;
-        let ended = accounts::logout_everywhere(&call.state, &session).await?;
+        let ended = accounts::logout_everywhere(&call.state, &call.meta, &session).await?;
         call.reply.clear_session_cookie();
         call.reply.redirect("/signin");
         Ok(ended)

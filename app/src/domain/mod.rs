@@ -6,10 +6,12 @@
 //! depend on the `ssr` feature.
 
 mod account;
+mod device;
 mod profile;
 mod text;
 
 pub use account::{Email, LoginIdentifier, Password, Username};
+pub use device::Device;
 pub use profile::{AvatarUrl, Bio, DisplayName, Location, ProfileForm, ProfileUpdate, Website};
 pub use text::char_count;
 

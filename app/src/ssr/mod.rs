@@ -6,12 +6,14 @@
 //!   (`RequestMeta`), and `handle`, the one wrapper every server function
 //!   body runs in.
 //! - `infra`: metrics, retries, the rate limiter: mechanisms, no features.
+//! - `events`: the outbox, its relay to Redis Streams, and the consumers.
 //! - `accounts`, `profiles`: the services. They take explicit arguments
 //!   (the state, a `RequestMeta`, a `Session`) and return values; they never
 //!   read the request or set a cookie, so tests can call them directly.
 
 pub mod accounts;
 mod error;
+pub mod events;
 pub mod infra;
 pub mod profiles;
 pub mod request;
@@ -19,6 +21,6 @@ mod state;
 
 pub use error::{Error, Result};
 pub use infra::metrics::Metrics;
-pub use infra::redis::Redis;
+pub use infra::redis::{Redis, RedisConnector};
 pub use request::{handle, Call, RequestMeta};
 pub use state::{AppState, Limit, ServiceConfig};

@@ -5,6 +5,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use super::accounts::passwords::PasswordHasher;
+use super::events::EventsConfig;
 use super::infra::metrics::Metrics;
 use super::infra::redis::Redis;
 use super::profiles::ProfileCache;
@@ -60,6 +61,8 @@ pub struct ServiceConfig {
     /// heard of the edit): the "newest version" markers of edited profiles
     /// live this long, and refuse any older fill meanwhile.
     pub lag_budget: Duration,
+    /// The outbox relay and the event consumers (`ssr::events`).
+    pub events: EventsConfig,
 }
 
 impl Default for ServiceConfig {
@@ -79,6 +82,7 @@ impl Default for ServiceConfig {
             profile_l1_ttl: Duration::from_secs(2),
             profile_l1_capacity: 50_000,
             lag_budget: Duration::from_secs(30),
+            events: EventsConfig::default(),
         }
     }
 }

@@ -7,7 +7,7 @@ use leptos_router::hooks::use_query_map;
 use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton};
 use super::use_auth;
 use crate::api::{list_sessions, ChangePassword, LogoutEverywhere, RevokeSession, SessionInfo};
-use crate::domain::Password;
+use crate::domain::{Device, Password};
 use crate::error::AppError;
 
 fn check_password(s: &str) -> Option<String> {
@@ -16,19 +16,7 @@ fn check_password(s: &str) -> Option<String> {
 
 /// A browser's user agent, shortened to what a person recognises.
 fn device_name(user_agent: &str) -> String {
-    let browser = ["Edg/", "Firefox/", "Chrome/", "Safari/", "curl/"]
-        .iter()
-        .find(|marker| user_agent.contains(*marker))
-        .map(|marker| marker.trim_end_matches('/').replace("Edg", "Edge"))
-        .unwrap_or_else(|| "Unknown browser".to_owned());
-    let os = ["Windows", "Android", "iPhone", "Mac OS X", "Linux"]
-        .iter()
-        .find(|os| user_agent.contains(*os))
-        .map(|os| os.replace("Mac OS X", "macOS"));
-    match os {
-        Some(os) => format!("{browser} on {os}"),
-        None => browser,
-    }
+    Device::from_user_agent(user_agent).to_string()
 }
 
 fn minutes_ago(then_ms: u64) -> String {

@@ -61,6 +61,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.addr = "127.0.0.1:0".parse().unwrap();
     settings.service.redis_prefix = format!("test:{id}:");
     settings.db_max_connections = 5;
+    // The event workers are started by the tests about events (see
+    // `with_event_workers`); the others need not pay for 3 × 4 readers.
+    settings.event_workers = false;
+    settings.service.events.partitions = 4;
     configure(&mut settings);
     start(settings, db_name, admin_url, true).await
 }

@@ -2,6 +2,7 @@
 //! Owns the `users` table's credentials and every session in Redis; never
 //! sets a cookie or reads the request (`api/` does, from what these return).
 
+pub mod devices;
 pub mod passwords;
 mod service;
 pub mod sessions;

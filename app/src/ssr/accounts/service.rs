@@ -3,10 +3,13 @@
 use crate::domain::{Email, LoginIdentifier, Password, Username};
 use crate::dto::SessionInfo;
 use crate::error::{AppError, FieldErrors};
+use crate::ssr::events::outbox;
+use crate::ssr::events::types::{PasswordChanged, SessionCreated, SessionsRevoked, UserRegistered};
 use crate::ssr::infra::rate_limit;
 use crate::ssr::request::RequestMeta;
 use crate::ssr::{profiles, AppState, Error, Result};
 
+use super::devices;
 use super::sessions::{self, NewSession, Session};
 
 pub struct Registration {
@@ -110,6 +113,12 @@ pub async fn register(
             .bind(user_id)
             .fetch_one(&mut *tx)
             .await?;
+    // The browser that signed up is a known device from now on.
+    devices::remember(&mut tx, user_id, meta).await?;
+    let registered = UserRegistered {
+        username: form.username.as_str().to_owned(),
+    };
+    outbox::record(&mut *tx, user_id, &registered).await?;
     tx.commit().await?;
     tracing::info!(user_id, "account created");
     // "No such user" may be cached for this name: it is not true any more.
@@ -189,15 +198,23 @@ pub async fn login(
 
     rate_limit::release(state, ip_slot).await?;
     rate_limit::release(state, account_slot).await?;
+    // Before the session: a right password from a new device is worth
+    // reporting even if starting the session then fails.
+    let mut tx = state.db.begin().await?;
     if verdict.needs_rehash {
         let hash = state.passwords.hash(&candidate).await?;
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash)
             .bind(user_id)
-            .execute(&state.db)
+            .execute(&mut *tx)
             .await?;
         tracing::info!(user_id, "password re-hashed with current parameters");
     }
+    if devices::remember(&mut tx, user_id, meta).await? {
+        let origin = devices::origin(meta);
+        outbox::record(&mut *tx, user_id, &SessionCreated { origin }).await?;
+    }
+    tx.commit().await?;
     let session = start_session(state, meta, user_id, &username).await?;
     tracing::info!(user_id, "signed in");
     Ok(session)
@@ -219,8 +236,21 @@ pub async fn logout(state: &AppState, meta: &RequestMeta) -> Result<()> {
     Ok(())
 }
 
-pub async fn logout_everywhere(state: &AppState, session: &Session) -> Result<u64> {
-    sessions::destroy_all(state, session.user_id, None).await
+/// Ends every session of the user, this one included. Sessions live in
+/// Redis, outside any transaction: the event follows the change.
+pub async fn logout_everywhere(
+    state: &AppState,
+    meta: &RequestMeta,
+    session: &Session,
+) -> Result<u64> {
+    let ended = sessions::destroy_all(state, session.user_id, None).await?;
+    let revoked = SessionsRevoked {
+        origin: devices::origin(meta),
+        count: u32::try_from(ended).unwrap_or(u32::MAX),
+        everywhere: true,
+    };
+    outbox::record(&state.db, session.user_id, &revoked).await?;
+    Ok(ended)
 }
 
 /// Changes the password, ends every session of the user and starts a new
@@ -268,11 +298,15 @@ pub async fn change_password(
             AppError::Validation(errors)
         })?;
     let hash = state.passwords.hash(&new).await?;
+    let mut tx = state.db.begin().await?;
     sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
         .bind(hash)
         .bind(session.user_id)
-        .execute(&state.db)
+        .execute(&mut *tx)
         .await?;
+    let origin = devices::origin(meta);
+    outbox::record(&mut *tx, session.user_id, &PasswordChanged { origin }).await?;
+    tx.commit().await?;
     let ended = sessions::destroy_all(state, session.user_id, None).await?;
     tracing::info!(
         user_id = session.user_id,
@@ -304,7 +338,12 @@ pub enum Revoked {
     Other,
 }
 
-pub async fn revoke_session(state: &AppState, session: &Session, id: &str) -> Result<Revoked> {
+pub async fn revoke_session(
+    state: &AppState,
+    meta: &RequestMeta,
+    session: &Session,
+    id: &str,
+) -> Result<Revoked> {
     // Only ever within the caller's own index: an id of someone else's
     // session is simply not found.
     let mine = sessions::list(state, session.user_id).await?;
@@ -312,9 +351,14 @@ pub async fn revoke_session(state: &AppState, session: &Session, id: &str) -> Re
         return Err(AppError::NotFound.into());
     }
     sessions::destroy_by_id(state, session.user_id, id).await?;
-    Ok(if id == session.id {
-        Revoked::Own
-    } else {
-        Revoked::Other
-    })
+    if id == session.id {
+        return Ok(Revoked::Own); // signing out here is no security event
+    }
+    let revoked = SessionsRevoked {
+        origin: devices::origin(meta),
+        count: 1,
+        everywhere: false,
+    };
+    outbox::record(&state.db, session.user_id, &revoked).await?;
+    Ok(Revoked::Other)
 }

@@ -58,3 +58,33 @@ impl ConnectionLike for Redis {
         }
     }
 }
+
+/// Opens connections of their own, for what must not share the services'
+/// multiplexed handle: a blocking read (XREADGROUP BLOCK) would hold up
+/// every command queued behind it, and its wait is longer than the shared
+/// handle's 2 s response timeout.
+#[derive(Clone)]
+pub struct RedisConnector {
+    client: redis::Client,
+}
+
+impl RedisConnector {
+    pub fn new(client: redis::Client) -> Self {
+        Self { client }
+    }
+
+    /// A new connection (reconnecting by itself, like the shared one) whose
+    /// commands may take up to `response_timeout`.
+    pub async fn connect(
+        &self,
+        response_timeout: std::time::Duration,
+    ) -> redis::RedisResult<Redis> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+            .set_response_timeout(Some(response_timeout))
+            .set_number_of_retries(1);
+        Ok(Redis::Standalone(
+            ConnectionManager::new_with_config(self.client.clone(), config).await?,
+        ))
+    }
+}

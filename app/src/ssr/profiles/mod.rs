@@ -11,6 +11,8 @@ use crate::domain::ProfileUpdate;
 use crate::dto::Profile;
 use crate::error::AppError;
 use crate::ssr::accounts::Session;
+use crate::ssr::events::outbox;
+use crate::ssr::events::types::ProfileUpdated;
 use crate::ssr::infra::rate_limit;
 use crate::ssr::{AppState, Error, Result};
 
@@ -48,6 +50,16 @@ pub async fn update(
         let current_version = store::version_of(&state.db, session.user_id).await?;
         return Err(AppError::Conflict { current_version }.into());
     };
+    let updated = ProfileUpdated {
+        username: session.username.clone(),
+        version,
+        display_name: update.display_name.as_str().to_owned(),
+        bio: update.bio.as_str().to_owned(),
+        location: update.location.as_ref().map(|v| v.as_str().to_owned()),
+        website: update.website.as_ref().map(|v| v.as_str().to_owned()),
+        avatar_url: update.avatar_url.as_ref().map(|v| v.as_str().to_owned()),
+    };
+    outbox::record(&mut *tx, session.user_id, &updated).await?;
     tx.commit().await?;
 
     if let Ok(username) = crate::domain::Username::parse(&session.username) {

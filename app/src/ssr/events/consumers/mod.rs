@@ -1,0 +1,24 @@
+//! The consumers Folio runs. Each is one consumer group: adding one is a
+//! file here and a line in [`all`] (see the events module's comment).
+
+mod activity;
+pub mod mail;
+mod search;
+
+use std::sync::Arc;
+
+pub use activity::Activity;
+pub use mail::{Mail, Mailer, Message};
+pub use search::SearchIndex;
+
+use super::Consumer;
+
+/// Every consumer of this deployment. Mail runs only with a mailer: without
+/// one nothing would be sent, and the events would still be marked done.
+pub fn all(mailer: Option<Arc<dyn Mailer>>) -> Vec<Arc<dyn Consumer>> {
+    let mut consumers: Vec<Arc<dyn Consumer>> = vec![Arc::new(Activity), Arc::new(SearchIndex)];
+    if let Some(mailer) = mailer {
+        consumers.push(Arc::new(Mail::new(mailer)));
+    }
+    consumers
+}

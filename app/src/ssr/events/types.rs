@@ -1,0 +1,183 @@
+//! The catalogue: every event Folio publishes, one payload struct each.
+//!
+//! A payload type names its event (`TYPE`) and its schema version
+//! (`VERSION`). Producers write one with [`super::outbox::record`];
+//! consumers read one back with [`Event::decode`], which refuses another
+//! type and a version newer than the code knows (such an event goes to the
+//! dead letters, and is replayed after the consumer learned it).
+//!
+//! Evolving a payload: adding a field with `#[serde(default)]` keeps the
+//! version; changing what a field means, or removing one, bumps `VERSION`
+//! and teaches the consumers both shapes first.
+//!
+//! Payloads carry what consumers need to act without reading the row back
+//! (the profile's new text for the search index, the device for the
+//! activity page), and nothing secret: no password, hash or token.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::ssr::{Error, Result};
+
+/// A payload of the catalogue (see the module comment).
+pub trait EventPayload: Serialize + DeserializeOwned {
+    /// `noun.verb`, lower case.
+    const TYPE: &'static str;
+    const VERSION: i16;
+}
+
+macro_rules! event {
+    ($payload:ident, $type:literal, version $version:literal) => {
+        impl EventPayload for $payload {
+            const TYPE: &'static str = $type;
+            const VERSION: i16 = $version;
+        }
+    };
+}
+
+/// A new account (and its profile, at version 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRegistered {
+    pub username: String,
+}
+event!(UserRegistered, "user.registered", version 1);
+
+/// A profile edit committed: the profile as it now is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileUpdated {
+    pub username: String,
+    pub version: i32,
+    pub display_name: String,
+    pub bio: String,
+    pub location: Option<String>,
+    pub website: Option<String>,
+    pub avatar_url: Option<String>,
+}
+event!(ProfileUpdated, "profile.updated", version 1);
+
+/// Where a security-relevant action came from, as its request saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Origin {
+    pub ip: String,
+    /// "Chrome on Android" (`domain::Device`).
+    pub device: String,
+}
+
+/// A sign-in from a device this account had not used (`accounts::devices`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionCreated {
+    pub origin: Origin,
+}
+event!(SessionCreated, "session.created", version 1);
+
+/// The password was changed (every session was ended).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PasswordChanged {
+    pub origin: Origin,
+}
+event!(PasswordChanged, "password.changed", version 1);
+
+/// Sessions were ended by their owner: one other device, or all of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionsRevoked {
+    pub origin: Origin,
+    pub count: u32,
+    pub everywhere: bool,
+}
+event!(SessionsRevoked, "sessions.revoked", version 1);
+
+/// The account's email address changed (emitted once the new address is
+/// confirmed). Both addresses: the old one is told of the change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailChanged {
+    pub origin: Origin,
+    pub old_email: String,
+    pub new_email: String,
+}
+event!(EmailChanged, "email.changed", version 1);
+
+/// The account is gone: consumers forget what they hold of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountDeleted {
+    pub username: String,
+}
+event!(AccountDeleted, "account.deleted", version 1);
+
+/// An event as a consumer receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Unique forever; what consumers deduplicate on.
+    pub id: Uuid,
+    pub event_type: String,
+    pub schema_version: i16,
+    /// The aggregate: the user the event is about.
+    pub user_id: i64,
+    /// The aggregate's sequence number: 1, 2, 3… in commit order.
+    pub seq: i64,
+    /// When the change committed (the outbox row's insert, Postgres's clock).
+    pub occurred_at: OffsetDateTime,
+    /// The payload, as JSON text.
+    pub payload: String,
+}
+
+impl Event {
+    /// The payload as `P`. A mismatch is an error no retry will fix.
+    pub fn decode<P: EventPayload>(&self) -> Result<P> {
+        if self.event_type != P::TYPE {
+            return Err(Error::Internal(format!(
+                "event {} is a {}, not a {}",
+                self.id,
+                self.event_type,
+                P::TYPE
+            )));
+        }
+        if self.schema_version > P::VERSION {
+            return Err(Error::Internal(format!(
+                "event {} has schema version {}; this build knows {} up to {}",
+                self.id,
+                self.schema_version,
+                P::TYPE,
+                P::VERSION
+            )));
+        }
+        serde_json::from_str(&self.payload)
+            .map_err(|e| Error::Internal(format!("event {} ({}): payload: {e}", self.id, P::TYPE)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(event_type: &str, version: i16, payload: &str) -> Event {
+        Event {
+            id: Uuid::nil(),
+            event_type: event_type.to_owned(),
+            schema_version: version,
+            user_id: 1,
+            seq: 1,
+            occurred_at: OffsetDateTime::UNIX_EPOCH,
+            payload: payload.to_owned(),
+        }
+    }
+
+    #[test]
+    fn decodes_its_own_type_and_refuses_the_rest() {
+        let ok = event("user.registered", 1, r#"{"username":"ada"}"#);
+        assert_eq!(
+            ok.decode::<UserRegistered>().unwrap(),
+            UserRegistered {
+                username: "ada".into()
+            }
+        );
+        assert!(ok.decode::<AccountDeleted>().is_err(), "another type");
+        assert!(event("user.registered", 2, r#"{"username":"ada"}"#)
+            .decode::<UserRegistered>()
+            .is_err());
+        assert!(event("user.registered", 1, r#"{"name":1}"#)
+            .decode::<UserRegistered>()
+            .is_err());
+    }
+}
