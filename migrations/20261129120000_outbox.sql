@@ -67,6 +67,10 @@ CREATE TABLE processed_events (
     consumer     TEXT NOT NULL CHECK (consumer ~ '^[a-z_]+$'),
     event_id     UUID NOT NULL,
     processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- The order effects were applied in (a consumer applies one partition's
+    -- events one transaction after another): what shows, after an incident,
+    -- that one user's events took effect in their commit order.
+    applied_order BIGINT GENERATED ALWAYS AS IDENTITY,
     PRIMARY KEY (consumer, event_id)
 );
 

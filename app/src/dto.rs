@@ -41,3 +41,24 @@ impl Profile {
         format!("W/\"{}-{}\"", self.username, self.version)
     }
 }
+
+/// What happened, in an account's security history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ActivityKind {
+    NewSignIn,
+    PasswordChanged,
+    EmailChanged,
+    SessionsRevoked,
+}
+
+/// One entry of the account page's security history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityEntry {
+    pub kind: ActivityKind,
+    pub occurred_at_ms: u64,
+    pub ip: String,
+    /// "Chrome on Android".
+    pub device: String,
+    /// Sessions ended, for `SessionsRevoked`.
+    pub count: u32,
+}

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::dto::{SessionInfo, SignedInUser};
+use crate::dto::{ActivityEntry, SessionInfo, SignedInUser};
 use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use crate::ssr::{accounts, handle};
@@ -68,6 +68,16 @@ pub async fn list_sessions() -> Result<Vec<SessionInfo>, AppError> {
     handle(async |call| {
         let session = call.user().await?;
         accounts::list_sessions(&call.state, &session).await
+    })
+    .await
+}
+
+/// The account's recent security events, newest first.
+#[server(endpoint = "list_activity")]
+pub async fn list_activity() -> Result<Vec<ActivityEntry>, AppError> {
+    handle(async |call| {
+        let session = call.user().await?;
+        accounts::recent_activity(&call.state, &session).await
     })
     .await
 }

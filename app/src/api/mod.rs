@@ -12,4 +12,4 @@ mod profiles;
 pub use accounts::*;
 pub use profiles::*;
 
-pub use crate::dto::{Profile, SessionInfo, SignedInUser};
+pub use crate::dto::{ActivityEntry, ActivityKind, Profile, SessionInfo, SignedInUser};

@@ -6,7 +6,10 @@ use leptos_router::hooks::use_query_map;
 
 use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton};
 use super::use_auth;
-use crate::api::{list_sessions, ChangePassword, LogoutEverywhere, RevokeSession, SessionInfo};
+use crate::api::{
+    list_activity, list_sessions, ActivityEntry, ActivityKind, ChangePassword, LogoutEverywhere,
+    RevokeSession, SessionInfo,
+};
 use crate::domain::{Device, Password};
 use crate::error::AppError;
 
@@ -64,6 +67,7 @@ pub fn AccountPage() -> impl IntoView {
 #[component]
 fn AccountSettings(username: String) -> impl IntoView {
     let sessions = Resource::<_>::new_with_options(|| (), |_| list_sessions(), false);
+    let activity = Resource::<_>::new_with_options(|| (), |_| list_activity(), false);
     // Set by the server's redirect after a change without JavaScript.
     let query = use_query_map();
     let password_changed = query.read_untracked().get("password_changed").is_some();
@@ -73,7 +77,11 @@ fn AccountSettings(username: String) -> impl IntoView {
                 let username = username.clone();
                 Suspend::new(async move {
                     let sessions = sessions.await;
-                    view! { <AccountForms username sessions password_changed/> }
+                    let activity = activity.await;
+                    view! {
+                        <AccountForms username sessions password_changed/>
+                        <ActivityList activity/>
+                    }
                 })
             }}
         </Suspense>
@@ -168,5 +176,46 @@ fn SessionList(list: Vec<SessionInfo>, revoke: ServerAction<RevokeSession>) -> i
                 </li>
             }).collect_view()}
         </ul>
+    }
+}
+
+/// The account's security history: rendered on the server only (no island,
+/// nothing to click), so it reads the same with JavaScript or without.
+#[component]
+fn ActivityList(activity: Result<Vec<ActivityEntry>, AppError>) -> impl IntoView {
+    view! {
+        <section class="card" aria-labelledby="activity-heading">
+            <h2 id="activity-heading">"Security activity"</h2>
+            {match activity {
+                Ok(entries) if entries.is_empty() => Either::Left(view! {
+                    <p class="muted">"Nothing yet. New sign-ins, password changes and sign-outs of other devices will show here."</p>
+                }.into_any()),
+                Ok(entries) => Either::Left(view! {
+                    <ul class="activity" data-testid="activity">
+                        {entries.into_iter().map(|entry| view! {
+                            <li class="activity-entry">
+                                <strong>{describe(&entry)}</strong>
+                                <div class="muted small">{entry.ip} " · " {minutes_ago(entry.occurred_at_ms)}</div>
+                            </li>
+                        }).collect_view()}
+                    </ul>
+                }.into_any()),
+                Err(error) => Either::Right(view! { <p class="banner banner-error">{error.to_string()}</p> }),
+            }}
+        </section>
+    }
+}
+
+fn describe(entry: &ActivityEntry) -> String {
+    match entry.kind {
+        ActivityKind::NewSignIn => format!("New sign-in from {}", entry.device),
+        ActivityKind::PasswordChanged => format!("Password changed from {}", entry.device),
+        ActivityKind::EmailChanged => format!("Email address changed from {}", entry.device),
+        ActivityKind::SessionsRevoked if entry.count == 1 => {
+            format!("Another device signed out from {}", entry.device)
+        }
+        ActivityKind::SessionsRevoked => {
+            format!("{} sessions signed out from {}", entry.count, entry.device)
+        }
     }
 }

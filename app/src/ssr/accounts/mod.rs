@@ -8,7 +8,7 @@ mod service;
 pub mod sessions;
 
 pub use service::{
-    change_password, count_users, list_sessions, login, logout, logout_everywhere, register,
-    revoke_session, Registration, Revoked,
+    change_password, count_users, list_sessions, login, logout, logout_everywhere, recent_activity,
+    register, revoke_session, Registration, Revoked,
 };
 pub use sessions::{NewSession, Session};

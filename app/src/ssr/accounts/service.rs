@@ -1,8 +1,9 @@
 //! Sign-up, sign-in and everything that ends sessions.
 
 use crate::domain::{Email, LoginIdentifier, Password, Username};
-use crate::dto::SessionInfo;
+use crate::dto::{ActivityEntry, SessionInfo};
 use crate::error::{AppError, FieldErrors};
+use crate::ssr::events::consumers::activity;
 use crate::ssr::events::outbox;
 use crate::ssr::events::types::{PasswordChanged, SessionCreated, SessionsRevoked, UserRegistered};
 use crate::ssr::infra::rate_limit;
@@ -314,6 +315,12 @@ pub async fn change_password(
         "password changed; every session ended, this browser's renewed"
     );
     sessions::create(state, session.user_id, &session.username, meta).await
+}
+
+/// The newest entries of the account's security history (written by the
+/// `activity` event consumer, so a second or so behind the actions).
+pub async fn recent_activity(state: &AppState, session: &Session) -> Result<Vec<ActivityEntry>> {
+    activity::recent(&state.db, session.user_id, 20).await
 }
 
 pub async fn list_sessions(state: &AppState, session: &Session) -> Result<Vec<SessionInfo>> {

@@ -114,6 +114,10 @@ fn describe(state: &AppState) {
         "folio_event_latency_seconds",
         "From an event's commit to its effect's commit, per consumer group.",
     );
+    m.describe_counter(
+        "folio_events_claimed_total",
+        "Pending entries a consumer took over (from a consumer that died, or its own after a failure).",
+    );
     m.describe_gauge(
         "folio_relay_leader",
         "1 while this process's relay holds the relay lock and publishes.",

@@ -83,6 +83,10 @@ async fn dedicated_connection(state: &AppState) -> Result<PgConnection> {
         .clone()
         .application_name(&format!("folio relay {}", state.config.events.instance))
         .options([
+            // A relay killed mid-statement must not mark rows after its
+            // death: Postgres checks the client is still there every second
+            // of a running statement (a lock wait included) and cancels it.
+            ("client_connection_check_interval", "1000"),
             ("tcp_keepalives_idle", "10"),
             ("tcp_keepalives_interval", "5"),
             ("tcp_keepalives_count", "3"),

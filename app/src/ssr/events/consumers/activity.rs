@@ -3,7 +3,10 @@
 //! revocation of sessions; all of a user's rows go with the account.
 
 use futures::future::BoxFuture;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgExecutor};
+use time::OffsetDateTime;
+
+use crate::dto::{ActivityEntry, ActivityKind};
 
 use crate::ssr::events::types::{
     AccountDeleted, EmailChanged, Origin, PasswordChanged, SessionCreated, SessionsRevoked,
@@ -84,4 +87,35 @@ async fn record(
     .execute(tx)
     .await?;
     Ok(())
+}
+
+/// The user's newest `limit` entries, newest first.
+pub async fn recent(db: impl PgExecutor<'_>, user_id: i64, limit: i64) -> Result<Vec<ActivityEntry>> {
+    let rows: Vec<(String, OffsetDateTime, String, String, i32)> = sqlx::query_as(
+        "SELECT kind, occurred_at, ip, device, count FROM account_activity
+         WHERE user_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2",
+    )
+    .bind(user_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(kind, at, ip, device, count)| {
+            let kind = match kind.as_str() {
+                "new_sign_in" => ActivityKind::NewSignIn,
+                "password_changed" => ActivityKind::PasswordChanged,
+                "email_changed" => ActivityKind::EmailChanged,
+                "sessions_revoked" => ActivityKind::SessionsRevoked,
+                _ => return None, // the table's CHECK allows no other
+            };
+            Some(ActivityEntry {
+                kind,
+                occurred_at_ms: u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
+                ip,
+                device,
+                count: u32::try_from(count).unwrap_or(0),
+            })
+        })
+        .collect())
 }

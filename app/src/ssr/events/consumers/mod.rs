@@ -1,7 +1,7 @@
 //! The consumers Folio runs. Each is one consumer group: adding one is a
 //! file here and a line in [`all`] (see the events module's comment).
 
-mod activity;
+pub mod activity;
 pub mod mail;
 mod search;
 
