@@ -3,8 +3,11 @@
 //! `#[path]` from `api/`); each uses a part of it.
 #![allow(dead_code)]
 
+mod events;
 mod processes;
 
+#[allow(unused_imports)]
+pub use events::{metric_in, wait_for, WorkerProcess, FIREFOX, PHONE};
 #[allow(unused_imports)]
 pub use processes::{free_port, is_root, pg_bin, PostgresProcess, RedisProcess};
 

@@ -333,7 +333,10 @@ impl Reader {
             if let (Some(first), Some(last)) = (reply.claimed.first(), reply.claimed.last()) {
                 self.state
                     .metrics
-                    .counter("folio_events_claimed_total", &[("group", self.group.into())])
+                    .counter(
+                        "folio_events_claimed_total",
+                        &[("group", self.group.into())],
+                    )
                     .increment(reply.claimed.len() as u64);
                 // Deliveries so far, including to consumers that died on an
                 // entry: they count towards `max_deliveries`.

@@ -90,7 +90,11 @@ async fn record(
 }
 
 /// The user's newest `limit` entries, newest first.
-pub async fn recent(db: impl PgExecutor<'_>, user_id: i64, limit: i64) -> Result<Vec<ActivityEntry>> {
+pub async fn recent(
+    db: impl PgExecutor<'_>,
+    user_id: i64,
+    limit: i64,
+) -> Result<Vec<ActivityEntry>> {
     let rows: Vec<(String, OffsetDateTime, String, String, i32)> = sqlx::query_as(
         "SELECT kind, occurred_at, ip, device, count FROM account_activity
          WHERE user_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2",
