@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks (`make bench`): seeds a fresh database, starts the release server
 # and drives it with wrk. Prints one Markdown table and writes it to
-# bench/results.md (or bench/out/ with --smoke).
+# bench/results.md (or bench/out/ with --smoke); then the event pipeline's
+# numbers (scripts/bench-events.sh, bench/events.md).
 #
 #   ./scripts/bench.sh                 3 rounds of 5 s per scenario, 10 000 users
 #   ./scripts/bench.sh --rounds 5 --duration 10
@@ -302,3 +303,7 @@ PY
 echo
 cat "$RESULTS"
 say "written to ${RESULTS#$ROOT/}"
+
+# The event pipeline: latency from commit to effect, relay throughput, and
+# what the outbox insert costs an edit (its own table, bench/events.md).
+"$ROOT/scripts/bench-events.sh" ${SMOKE:+--smoke}

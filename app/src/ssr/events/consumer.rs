@@ -136,7 +136,8 @@ return 0
     )
 });
 
-/// How long one effect may take before it counts as a failed attempt.
+/// How long one effect may take before it counts as a failed attempt (the
+/// lease is renewed meanwhile).
 const EFFECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Entries read or claimed per round trip.
 const BATCH: usize = 100;
@@ -457,13 +458,12 @@ impl Reader {
                 self.dead_letter(entry, &last_error, failed).await?;
                 return Ok(Outcome::Done);
             }
-            let attempt = tokio::time::timeout(
-                EFFECT_TIMEOUT,
-                apply_once(&self.state, self.consumer.as_ref(), &event),
-            )
-            .await;
+            let attempt = match self.apply_holding_lease(&event).await? {
+                Some(attempt) => attempt,
+                None => return Ok(Outcome::Abandoned),
+            };
             match attempt {
-                Ok(Ok(applied)) => {
+                Some(Ok(applied)) => {
                     self.ack(entry).await?;
                     if let Applied::Now { latency_secs } = applied {
                         self.state
@@ -476,7 +476,7 @@ impl Reader {
                     }
                     return Ok(Outcome::Done);
                 }
-                Ok(Err(error)) if error.is_transient() => {
+                Some(Err(error)) if error.is_transient() => {
                     // Postgres is away: retry for as long as it takes
                     // (nothing later in the partition could succeed either).
                     waits += 1;
@@ -484,13 +484,13 @@ impl Reader {
                         tracing::warn!(group = self.group, error = %error, "consumer waiting for Postgres");
                     }
                 }
-                Ok(Err(error)) => {
+                Some(Err(error)) => {
                     failed += 1;
                     last_error = error.to_string();
                     tracing::info!(group = self.group, event = %event.id, attempt = failed,
                         error = %last_error, "event failed; will retry");
                 }
-                Err(_) => {
+                None => {
                     failed += 1;
                     last_error = format!("effect took longer than {EFFECT_TIMEOUT:?}");
                 }
@@ -502,6 +502,38 @@ impl Reader {
             // The lease must still be ours, uninterrupted, to try again.
             if self.hold_lease().await? != Some(false) {
                 return Ok(Outcome::Abandoned);
+            }
+        }
+    }
+
+    /// Runs the effect, renewing the lease meanwhile (an effect may outlast
+    /// it). `Ok(None)`: the lease was lost, and the effect abandoned (its
+    /// transaction rolled back). `Ok(Some(None))`: it took too long.
+    async fn apply_holding_lease(
+        &mut self,
+        event: &Event,
+    ) -> Result<Option<Option<Result<Applied>>>> {
+        let mut renewer = self.redis().await?.clone();
+        let effect = apply_once(&self.state, self.consumer.as_ref(), event);
+        tokio::pin!(effect);
+        let deadline = tokio::time::sleep(EFFECT_TIMEOUT);
+        tokio::pin!(deadline);
+        let every = self.config().lease / 3;
+        loop {
+            tokio::select! {
+                result = &mut effect => return Ok(Some(Some(result))),
+                _ = &mut deadline => return Ok(Some(None)),
+                _ = tokio::time::sleep(every) => {
+                    let held: i64 = HOLD_LEASE
+                        .key(&self.lease)
+                        .arg(&self.name)
+                        .arg(self.config().lease.as_millis() as u64)
+                        .invoke_async(&mut renewer)
+                        .await?;
+                    if held != 1 {
+                        return Ok(None);
+                    }
+                }
             }
         }
     }

@@ -60,7 +60,7 @@ pub async fn run(state: AppState, connector: RedisConnector, mut stop: Stop) {
     };
     let mut failures = 0u32;
     while !stop.is_stopped() {
-        match lead(&state, &mut redis, &mut stop).await {
+        match lead(&state, &mut redis, &mut stop, &mut failures).await {
             Ok(()) => return,
             Err(error) => {
                 failures += 1;
@@ -96,7 +96,12 @@ async fn dedicated_connection(state: &AppState) -> Result<PgConnection> {
 
 /// Waits for the lock, then publishes until `stop` (`Ok`) or until the
 /// connection fails (`Err`: the lock is gone with it).
-async fn lead(state: &AppState, redis: &mut Publisher, stop: &mut Stop) -> Result<()> {
+async fn lead(
+    state: &AppState,
+    redis: &mut Publisher,
+    stop: &mut Stop,
+    failures: &mut u32,
+) -> Result<()> {
     let config = &state.config.events;
     let mut conn = dedicated_connection(state).await?;
     loop {
@@ -104,6 +109,7 @@ async fn lead(state: &AppState, redis: &mut Publisher, stop: &mut Stop) -> Resul
             .bind(RELAY_LOCK)
             .fetch_one(&mut conn)
             .await?;
+        *failures = 0; // Postgres answers: the next failure is news again
         if locked {
             break;
         }
