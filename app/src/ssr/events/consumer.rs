@@ -204,6 +204,13 @@ enum Pass {
     NotOurs,
 }
 
+/// How one try of an effect ended.
+enum Attempt {
+    Finished(Result<Applied>),
+    TimedOut,
+    LeaseLost,
+}
+
 /// How one entry ended.
 enum Outcome {
     Done,
@@ -458,12 +465,10 @@ impl Reader {
                 self.dead_letter(entry, &last_error, failed).await?;
                 return Ok(Outcome::Done);
             }
-            let attempt = match self.apply_holding_lease(&event).await? {
-                Some(attempt) => attempt,
-                None => return Ok(Outcome::Abandoned),
-            };
+            let attempt = self.apply_holding_lease(&event).await?;
             match attempt {
-                Some(Ok(applied)) => {
+                Attempt::LeaseLost => return Ok(Outcome::Abandoned),
+                Attempt::Finished(Ok(applied)) => {
                     self.ack(entry).await?;
                     if let Applied::Now { latency_secs } = applied {
                         self.state
@@ -476,7 +481,7 @@ impl Reader {
                     }
                     return Ok(Outcome::Done);
                 }
-                Some(Err(error)) if error.is_transient() => {
+                Attempt::Finished(Err(error)) if error.is_transient() => {
                     // Postgres is away: retry for as long as it takes
                     // (nothing later in the partition could succeed either).
                     waits += 1;
@@ -484,13 +489,13 @@ impl Reader {
                         tracing::warn!(group = self.group, error = %error, "consumer waiting for Postgres");
                     }
                 }
-                Some(Err(error)) => {
+                Attempt::Finished(Err(error)) => {
                     failed += 1;
                     last_error = error.to_string();
                     tracing::info!(group = self.group, event = %event.id, attempt = failed,
                         error = %last_error, "event failed; will retry");
                 }
-                None => {
+                Attempt::TimedOut => {
                     failed += 1;
                     last_error = format!("effect took longer than {EFFECT_TIMEOUT:?}");
                 }
@@ -507,12 +512,8 @@ impl Reader {
     }
 
     /// Runs the effect, renewing the lease meanwhile (an effect may outlast
-    /// it). `Ok(None)`: the lease was lost, and the effect abandoned (its
-    /// transaction rolled back). `Ok(Some(None))`: it took too long.
-    async fn apply_holding_lease(
-        &mut self,
-        event: &Event,
-    ) -> Result<Option<Option<Result<Applied>>>> {
+    /// it). A lost lease abandons the effect (its transaction rolls back).
+    async fn apply_holding_lease(&mut self, event: &Event) -> Result<Attempt> {
         let mut renewer = self.redis().await?.clone();
         let effect = apply_once(&self.state, self.consumer.as_ref(), event);
         tokio::pin!(effect);
@@ -521,8 +522,8 @@ impl Reader {
         let every = self.config().lease / 3;
         loop {
             tokio::select! {
-                result = &mut effect => return Ok(Some(Some(result))),
-                _ = &mut deadline => return Ok(Some(None)),
+                result = &mut effect => return Ok(Attempt::Finished(result)),
+                _ = &mut deadline => return Ok(Attempt::TimedOut),
                 _ = tokio::time::sleep(every) => {
                     let held: i64 = HOLD_LEASE
                         .key(&self.lease)
@@ -531,7 +532,7 @@ impl Reader {
                         .invoke_async(&mut renewer)
                         .await?;
                     if held != 1 {
-                        return Ok(None);
+                        return Ok(Attempt::LeaseLost);
                     }
                 }
             }
