@@ -46,18 +46,12 @@ CREATE TABLE event_sequences (
     last_seq     BIGINT NOT NULL CHECK (last_seq > 0)
 );
 
--- Wakes the relay at commit (a notification is delivered only if, and when,
--- its transaction commits; several in one transaction are folded into one).
--- The relay also polls, so a missed notification only costs latency.
-CREATE FUNCTION outbox_notify() RETURNS trigger AS $$
-BEGIN
-    PERFORM pg_notify('folio_outbox', '');
-    RETURN NULL;
-END;
-$$ LANGUAGE plpgsql;
-
-CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
-    FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
+-- No trigger wakes the relay: NOTIFY takes a database-wide lock from just
+-- before the commit to its end (the WAL flush included), so every committing
+-- transaction that notified would wait for the one before it. Measured with
+-- pgbench, 16 clients editing profiles: 1 138 transactions/s without it, 394
+-- with it. The relay polls instead (every 20 ms when idle: one probe of an
+-- almost empty index).
 
 -- Which consumer has applied which event. A consumer inserts its row in the
 -- same transaction as the event's effect, so a redelivered event (the relay

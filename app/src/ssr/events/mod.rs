@@ -67,8 +67,9 @@ pub struct EventsConfig {
     /// Rows per relay round trip. 500: one pipelined XADD batch and one
     /// UPDATE cover a burst of edits without a long transaction.
     pub relay_batch: i64,
-    /// The relay's poll when no notification arrives (a notification wakes
-    /// it at once on commit).
+    /// How often an idle relay looks for new rows: the pipeline's latency
+    /// floor at rest. 20 ms costs the leader 50 probes a second of an index
+    /// that is empty when idle.
     pub relay_poll: Duration,
     /// How often a relay without the lock tries for it: bounds the takeover.
     pub lock_retry: Duration,
@@ -101,7 +102,7 @@ impl Default for EventsConfig {
             instance: "folio".to_owned(),
             partitions: 8,
             relay_batch: 500,
-            relay_poll: Duration::from_secs(1),
+            relay_poll: Duration::from_millis(20),
             lock_retry: Duration::from_secs(1),
             stream_max_len: 100_000,
             retention: Duration::from_secs(7 * 24 * 3600),

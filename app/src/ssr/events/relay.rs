@@ -29,6 +29,11 @@
 //! id only after the earlier one committed (and any snapshot that sees the
 //! later one sees the earlier). Across users there is no order to keep.
 //!
+//! **Polling.** An idle relay looks for unsent rows every `relay_poll`
+//! (20 ms): one probe of an index that holds only unsent rows. A busy one
+//! reads the next batch as soon as the last is marked. (No LISTEN/NOTIFY:
+//! NOTIFY would serialise every committing transaction; see the migration.)
+//!
 //! **At least once.** XADD then mark: a relay that dies in between
 //! publishes the batch again. Consumers deduplicate by event id; the first
 //! copy of each event comes before the first copy of the next, so the
@@ -36,7 +41,6 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 
 use super::outbox::{self, Unsent};
@@ -47,8 +51,6 @@ use crate::ssr::{AppState, Error, Result};
 
 /// The advisory lock's key: "Folio relay", as a number no one else uses.
 pub const RELAY_LOCK: i64 = 0x466f_6c69_6f52_6c79;
-/// The channel `outbox_notify()` (the migration) wakes the relay on.
-const CHANNEL: &str = "folio_outbox";
 /// How often the leader deletes what the retention period let go.
 const CLEAN_UP_EVERY: Duration = Duration::from_secs(60);
 
@@ -133,7 +135,6 @@ async fn publish_while_leading(
     conn: &mut PgConnection,
 ) -> Result<()> {
     let config = &state.config.events;
-    let mut wake = Wakeups::new(state).await;
     let mut last_clean_up = Instant::now() - CLEAN_UP_EVERY;
     let mut redis_failures = 0u32;
     loop {
@@ -180,7 +181,7 @@ async fn publish_while_leading(
                 tracing::debug!(gone, "outbox: old rows deleted");
             }
         }
-        if batch.is_empty() && wake.wait(config.relay_poll, stop).await {
+        if batch.is_empty() && stop.sleep(config.relay_poll).await {
             return Ok(());
         }
     }
@@ -216,53 +217,5 @@ impl Publisher {
         }
         let redis = self.redis.as_mut().expect("just connected");
         pipe.query_async::<()>(redis).await.map_err(Error::from)
-    }
-}
-
-/// Notifications from `outbox_notify()`, on a connection of their own (the
-/// lock's connection must fail loudly; this one may reconnect quietly). A
-/// missed notification costs at most one poll interval.
-struct Wakeups(Option<PgListener>);
-
-impl Wakeups {
-    async fn new(state: &AppState) -> Self {
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .max_lifetime(None)
-            .idle_timeout(None)
-            .connect_lazy_with((*state.db.connect_options()).clone());
-        let listener = async {
-            let mut listener = PgListener::connect_with(&pool).await?;
-            listener.ignore_pool_close_event(true);
-            listener.listen(CHANNEL).await?;
-            Ok::<_, sqlx::Error>(listener)
-        };
-        match listener.await {
-            Ok(listener) => Self(Some(listener)),
-            Err(error) => {
-                tracing::warn!(error = %error, "relay: no LISTEN connection; polling only");
-                Self(None)
-            }
-        }
-    }
-
-    /// Waits for a notification or `poll`; true when stopped meanwhile.
-    async fn wait(&mut self, poll: Duration, stop: &mut Stop) -> bool {
-        let Some(listener) = self.0.as_mut() else {
-            return stop.sleep(poll).await;
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
-            notification = listener.recv() => {
-                if notification.is_err() {
-                    // Reconnects on the next recv; poll meanwhile.
-                    return stop.sleep(poll).await;
-                }
-                // Several commits may have notified: one poll serves them all.
-                while listener.next_buffered().is_some() {}
-            }
-            _ = stop.stopped() => return true,
-        }
-        stop.is_stopped()
     }
 }
