@@ -127,13 +127,14 @@ def worker(k, start):
         versions[i] = json.loads(data)["version"]
         with lock: lat.append(took)
         n += 1
-barrier = threading.Barrier(THREADS + 1)
+barrier = threading.Barrier(THREADS + 1, action=lambda: start.__setitem__(0, time.time()))
 start = [0.0]
 threads = [threading.Thread(target=worker, args=(k, start)) for k in range(THREADS)]
 for t in threads: t.start()
-barrier.wait(); start[0] = time.time()
+barrier.wait()
 for t in threads: t.join()
 end = time.time()
+if not lat: sys.exit("no edit was sent")
 lat.sort()
 pct = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
 print(f"{name} {start[0]:.3f} {end:.3f} {len(lat)} {pct(0.5):.2f} {pct(0.99):.2f}")

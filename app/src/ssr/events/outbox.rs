@@ -91,8 +91,8 @@ pub async fn mark_sent(conn: &mut PgConnection, ids: &[i64]) -> Result<()> {
 }
 
 /// Deletes up to `limit` sent rows older than `retention_secs`, and as many
-/// processed-event records. Returns how many rows went.
-pub async fn clean_up(conn: &mut PgConnection, retention_secs: i64, limit: i64) -> Result<u64> {
+/// processed-event records. True when either table may have more to delete.
+pub async fn clean_up(conn: &mut PgConnection, retention_secs: i64, limit: i64) -> Result<bool> {
     // Oldest ids first: the rows past retention are at the start of the
     // primary key, so each call reads little beyond what it deletes.
     let outbox = sqlx::query(
@@ -117,5 +117,6 @@ pub async fn clean_up(conn: &mut PgConnection, retention_secs: i64, limit: i64) 
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    Ok(outbox + processed)
+    let limit = u64::try_from(limit).unwrap_or(0);
+    Ok(outbox >= limit || processed >= limit)
 }
