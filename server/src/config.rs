@@ -3,7 +3,8 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/folio` | Postgres; the database is created if missing |
+//! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/folio` | Postgres (the primary); the database is created if missing |
+//! | `DATABASE_REPLICA_URLS` | (none) | comma-separated streaming replicas of it for public reads; none: every read goes to the primary |
 //! | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis |
 //! | `LEPTOS_SITE_ADDR` | `127.0.0.1:3000` | address to listen on (cargo-leptos sets it) |
 //! | `LEPTOS_ENV` | `PROD` in a release build, `DEV` in a debug one | `DEV` allows `cargo leptos watch`'s reload websocket in the CSP |
@@ -40,6 +41,8 @@ use app::ssr::{Limit, ServiceConfig};
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: String,
+    /// Read replicas of `database_url` (streaming standbys), for public reads.
+    pub database_replica_urls: Vec<String>,
     pub redis_url: String,
     pub addr: SocketAddr,
     /// Development mode (live reload allowed by the CSP). A release binary
@@ -206,6 +209,15 @@ impl Settings {
         Ok(Self {
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/folio".to_owned()),
+            database_replica_urls: var("DATABASE_REPLICA_URLS")
+                .map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|url| !url.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
             events_redis_url: var("FOLIO_EVENTS_REDIS_URL").unwrap_or_else(|| redis_url.clone()),
             redis_url,
             event_workers: switch("FOLIO_EVENT_WORKERS", true)?,

@@ -24,6 +24,7 @@
 use std::sync::Arc;
 
 use app::domain::Username;
+use app::ssr::infra::db::Freshness;
 use app::ssr::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
@@ -104,7 +105,7 @@ pub async fn serve(state: &AppState, cache: &PageCache, request: Request, next: 
         return next.run(request).await;
     };
     // Unknown users and outages render as usual (404, 503): nothing to keep.
-    let Ok(profile) = app::ssr::profiles::get(state, &username).await else {
+    let Ok(profile) = app::ssr::profiles::get(state, Freshness::Any, &username).await else {
         return next.run(request).await;
     };
     let path = request.uri().path().to_owned();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::ssr::events::{self, Workers};
+use app::ssr::infra::db::{Pools, ReplicaPool};
 use app::ssr::{AppState, RedisConnector};
 use app::{shell, App};
 use axum::extract::FromRef;
@@ -31,6 +32,8 @@ use crate::{health, hygiene, metrics, panics};
 pub enum StartupError {
     #[error("cannot reach Postgres at DATABASE_URL={url}: {cause}")]
     Postgres { url: String, cause: String },
+    #[error("DATABASE_REPLICA_URLS has an invalid URL {url}: {cause}")]
+    Replica { url: String, cause: String },
     #[error("cannot migrate the database at DATABASE_URL={url}: {cause}")]
     Migrate { url: String, cause: String },
     #[error("cannot reach Redis at REDIS_URL={url}: {cause}")]
@@ -132,6 +135,36 @@ async fn connect_postgres(settings: &Settings) -> Result<PgPool, StartupError> {
         .map_err(|e| failed(e.to_string()))
 }
 
+/// The replicas' pools, connected lazily: a replica that is down at start
+/// is skipped until it answers (Folio starts without it), unlike the
+/// primary, without which nothing works.
+fn connect_replicas(settings: &Settings) -> Result<Vec<ReplicaPool>, StartupError> {
+    settings
+        .database_replica_urls
+        .iter()
+        .map(|url| {
+            let options: PgConnectOptions =
+                url.parse()
+                    .map_err(|e: sqlx::Error| StartupError::Replica {
+                        url: redact(url),
+                        cause: e.to_string(),
+                    })?;
+            let label = format!(
+                "{}:{}/{}",
+                options.get_host(),
+                options.get_port(),
+                options.get_database().unwrap_or("-")
+            );
+            let pool = PgPoolOptions::new()
+                .max_connections(settings.db_max_connections)
+                // A replica that cannot give a connection soon is skipped.
+                .acquire_timeout(settings.service.replica_timeout)
+                .connect_lazy_with(options.options([("statement_timeout", "5s")]));
+            Ok(ReplicaPool { label, pool })
+        })
+        .collect()
+}
+
 async fn connect_redis(settings: &Settings) -> Result<ConnectionManager, StartupError> {
     let url = redact(&settings.redis_url);
     let failed = |cause: String| StartupError::Redis {
@@ -193,6 +226,7 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         // Redis first: it is the cheaper check, and creates nothing.
         let redis = connect_redis(&settings).await?;
+        let replicas = connect_replicas(&settings)?;
         let db = connect_postgres(&settings).await?;
         sqlx::migrate!("../migrations")
             .run(&db)
@@ -201,7 +235,12 @@ impl Application {
                 url: redact(&settings.database_url),
                 cause: e.to_string(),
             })?;
-        let state = AppState::new(db, redis, settings.service.clone()).await;
+        let pools = Pools {
+            primary: db,
+            replicas,
+        };
+        let state = AppState::new(pools, redis, settings.service.clone()).await;
+        app::ssr::infra::db::watch_replicas(&state).await;
         // The event streams' Redis is not needed to serve: connections to it
         // are opened (and reopened) by the tasks that use it.
         let events_redis = redis::Client::open(settings.events_redis_url.as_str())

@@ -95,7 +95,7 @@ async fn each_change_records_its_event_in_its_own_transaction() {
     let seqs: Vec<i64> =
         sqlx::query_scalar("SELECT aggregate_seq FROM outbox WHERE aggregate_id = $1 ORDER BY id")
             .bind(id)
-            .fetch_all(&app.state.db)
+            .fetch_all(app.state.db.primary())
             .await
             .unwrap();
     assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
@@ -137,7 +137,7 @@ async fn events_reach_every_consumer_and_the_account_page() {
     app.wait_applied("search", 2, DELIVERY).await;
     app.wait_applied("activity", 1, DELIVERY).await;
     let version: i32 = sqlx::query_scalar("SELECT version FROM search_documents")
-        .fetch_one(&app.state.db)
+        .fetch_one(app.state.db.primary())
         .await
         .unwrap();
     assert_eq!(version, 2);
@@ -441,7 +441,7 @@ async fn redis_down_while_a_thousand_edits_commit_then_every_event_arrives_in_or
          FROM processed_events p JOIN outbox o USING (event_id)
          WHERE p.consumer = 'search' GROUP BY o.aggregate_id",
     )
-    .fetch_all(&app.state.db)
+    .fetch_all(app.state.db.primary())
     .await
     .unwrap();
     assert_eq!(rows.len() as i64, users);
@@ -450,7 +450,7 @@ async fn redis_down_while_a_thousand_edits_commit_then_every_event_arrives_in_or
         assert_eq!(seqs, expected, "user {user}");
     }
     let versions: Vec<i32> = sqlx::query_scalar("SELECT DISTINCT version FROM search_documents")
-        .fetch_all(&app.state.db)
+        .fetch_all(app.state.db.primary())
         .await
         .unwrap();
     assert_eq!(versions, vec![1 + edits_per_user]);
@@ -493,7 +493,7 @@ async fn a_transaction_committing_after_a_later_numbered_one_is_still_delivered(
         "SELECT o.aggregate_id, o.id FROM processed_events p JOIN outbox o USING (event_id)
          WHERE o.event_type = 'profile.updated' ORDER BY p.applied_order",
     )
-    .fetch_all(&app.state.db)
+    .fetch_all(app.state.db.primary())
     .await
     .unwrap();
     assert_eq!(ids.len(), 2);
@@ -529,9 +529,13 @@ async fn a_poison_event_goes_to_the_dead_letters_after_k_tries_and_its_partition
     .await;
     app.register("ada").await;
     let id = app.user_id("ada").await;
-    outbox::record(&app.state.db, id, &BrokenPasswordChanged { nonsense: true })
-        .await
-        .unwrap();
+    outbox::record(
+        app.state.db.primary(),
+        id,
+        &BrokenPasswordChanged { nonsense: true },
+    )
+    .await
+    .unwrap();
     // Behind it in the same partition (same user): a sign-in from a phone.
     app.login_from("ada", PHONE).await;
 
@@ -636,7 +640,7 @@ async fn the_mail_consumer_sends_through_the_mailer_it_is_given_once_per_event()
             "SELECT event_id, aggregate_seq, schema_version, payload::text, created_at
              FROM outbox WHERE event_type = 'password.changed'",
         )
-        .fetch_one(&app.state.db)
+        .fetch_one(app.state.db.primary())
         .await
         .unwrap();
     let event = Event {

@@ -10,7 +10,7 @@ use crate::ssr::{accounts, handle};
 /// How many people have signed up (the home page's live number).
 #[server(endpoint = "count_users")]
 pub async fn count_users() -> Result<i64, AppError> {
-    handle(async |call| accounts::count_users(&call.state).await).await
+    handle(async |call| accounts::count_users(&call.state, call.freshness().await).await).await
 }
 
 /// On success the browser is sent to `/` with a page load (JavaScript or

@@ -12,7 +12,7 @@ pub async fn get_profile(username: String) -> Result<Profile, AppError> {
     handle(async move |call| {
         // A name that cannot exist is not looked up anywhere.
         let username = crate::domain::Username::parse(&username).map_err(|_| AppError::NotFound)?;
-        profiles::get(&call.state, &username).await
+        profiles::get(&call.state, call.freshness().await, &username).await
     })
     .await
 }

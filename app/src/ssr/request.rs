@@ -26,7 +26,9 @@ use leptos::prelude::use_context;
 use leptos_axum::ResponseOptions;
 use server_fn::error::ServerFnErrorErr;
 
+use super::accounts::recent_writes;
 use super::accounts::sessions::{self, NewSession, Session};
+use super::infra::db::Freshness;
 use super::{AppState, Error};
 use crate::error::AppError;
 
@@ -224,6 +226,17 @@ impl Call {
         match &self.meta.session_token {
             Some(token) => sessions::load(&self.state, token).await,
             None => Ok(None),
+        }
+    }
+
+    /// How fresh this caller's public reads must be: anonymous callers
+    /// take any replica's answer; a caller who wrote recently sees their
+    /// write (`accounts::recent_writes`). Costs one Redis round trip with a
+    /// session cookie, none without.
+    pub async fn freshness(&self) -> Freshness {
+        match &self.meta.session_token {
+            Some(token) => recent_writes::freshness(&self.state, token).await,
+            None => Freshness::Any,
         }
     }
 

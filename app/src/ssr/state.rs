@@ -2,10 +2,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use sqlx::PgPool;
-
 use super::accounts::passwords::PasswordHasher;
+use super::accounts::recent_writes::RecentWrites;
 use super::events::EventsConfig;
+use super::infra::db::{Db, Pools};
 use super::infra::metrics::Metrics;
 use super::infra::redis::Redis;
 use super::profiles::ProfileCache;
@@ -63,6 +63,21 @@ pub struct ServiceConfig {
     pub lag_budget: Duration,
     /// The outbox relay and the event consumers (`ssr::events`).
     pub events: EventsConfig,
+    /// A replica read slower than this is abandoned and the primary answers
+    /// (and the replica is skipped for `replica_cooldown`). 1 s: far above a
+    /// healthy replica's milliseconds, short enough that a hung one costs a
+    /// reader little.
+    pub replica_timeout: Duration,
+    /// How long a replica that failed is skipped. 5 s: a restart or a
+    /// network blip is over by then, and a replica still down costs one
+    /// failed read (or probe) per 5 s, not one per request.
+    pub replica_cooldown: Duration,
+    /// How often each instance asks every replica how far behind it is.
+    pub replica_probe_interval: Duration,
+    /// How long a replica's replay position, once asked for a reader who
+    /// wrote recently, answers for the next such readers: a few ms turns a
+    /// query per sticky read into a query per few ms per replica.
+    pub replica_lsn_cache: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -83,6 +98,10 @@ impl Default for ServiceConfig {
             profile_l1_capacity: 50_000,
             lag_budget: Duration::from_secs(30),
             events: EventsConfig::default(),
+            replica_timeout: Duration::from_secs(1),
+            replica_cooldown: Duration::from_secs(5),
+            replica_probe_interval: Duration::from_secs(1),
+            replica_lsn_cache: Duration::from_millis(5),
         }
     }
 }
@@ -96,12 +115,15 @@ pub struct AppState(Arc<Handles>);
 
 /// The handles, reached through `AppState`'s `Deref` (`state.db`, …).
 pub struct Handles {
-    pub db: PgPool,
+    /// The primary (`state.db.primary()`, or through `Deref`) and the read
+    /// replicas (`state.db.read(freshness, …)`).
+    pub db: Db,
     pub redis: Redis,
     pub config: Arc<ServiceConfig>,
     pub passwords: PasswordHasher,
     pub profiles: ProfileCache,
     pub metrics: Metrics,
+    pub recent_writes: RecentWrites,
 }
 
 impl std::ops::Deref for AppState {
@@ -113,13 +135,15 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub async fn new(db: PgPool, redis: impl Into<Redis>, config: ServiceConfig) -> Self {
+    pub async fn new(db: impl Into<Pools>, redis: impl Into<Redis>, config: ServiceConfig) -> Self {
         let config = Arc::new(config);
+        let metrics = Metrics::new();
         Self(Arc::new(Handles {
             passwords: PasswordHasher::new().await,
             profiles: ProfileCache::new(&config),
-            metrics: Metrics::new(),
-            db,
+            db: Db::new(db.into(), &metrics, &config),
+            recent_writes: RecentWrites::new(&config),
+            metrics,
             redis: redis.into(),
             config,
         }))

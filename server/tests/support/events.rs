@@ -165,7 +165,7 @@ impl TestApp {
     /// Rows of `sql` (a `SELECT count(*) …`).
     pub async fn count(&self, sql: &'static str) -> i64 {
         sqlx::query_scalar(sql)
-            .fetch_one(&self.state.db)
+            .fetch_one(self.state.db.primary())
             .await
             .unwrap()
     }
@@ -174,7 +174,7 @@ impl TestApp {
     pub async fn applied_by(&self, group: &str) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE consumer = $1")
             .bind(group)
-            .fetch_one(&self.state.db)
+            .fetch_one(self.state.db.primary())
             .await
             .unwrap()
     }
@@ -189,7 +189,7 @@ impl TestApp {
     pub async fn events_of_type(&self, event_type: &str) -> Vec<serde_json::Value> {
         sqlx::query_scalar("SELECT payload FROM outbox WHERE event_type = $1 ORDER BY id")
             .bind(event_type)
-            .fetch_all(&self.state.db)
+            .fetch_all(self.state.db.primary())
             .await
             .unwrap()
     }
@@ -198,7 +198,7 @@ impl TestApp {
     pub async fn user_id(&self, username: &str) -> i64 {
         sqlx::query_scalar("SELECT id FROM users WHERE username = $1")
             .bind(username)
-            .fetch_one(&self.state.db)
+            .fetch_one(self.state.db.primary())
             .await
             .unwrap()
     }
@@ -230,7 +230,7 @@ impl TestApp {
                AND a.datname = current_database()",
         )
         .bind(app::ssr::events::relay::RELAY_LOCK)
-        .fetch_optional(&self.state.db)
+        .fetch_optional(self.state.db.primary())
         .await
         .unwrap()
     }

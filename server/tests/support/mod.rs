@@ -336,7 +336,7 @@ impl TestApp {
              WHERE u.username = ANY($1) ORDER BY u.id",
         )
         .bind(&names)
-        .fetch_all(&self.state.db)
+        .fetch_all(self.state.db.primary())
         .await
         .expect("accounts read")
     }

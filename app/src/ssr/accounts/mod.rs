@@ -1,9 +1,11 @@
 //! Accounts: sign-up, sign-in, passwords and the sessions they start.
-//! Owns the `users` table's credentials and every session in Redis; never
-//! sets a cookie or reads the request (`api/` does, from what these return).
+//! Owns the `users` table's credentials, every session in Redis and each
+//! user's recent writes (read-your-writes); never sets a cookie or reads the
+//! request (`api/` does, from what these return).
 
 pub mod devices;
 pub mod passwords;
+pub mod recent_writes;
 mod service;
 pub mod sessions;
 

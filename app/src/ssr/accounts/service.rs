@@ -11,7 +11,9 @@ use crate::ssr::request::RequestMeta;
 use crate::ssr::{profiles, AppState, Error, Result};
 
 use super::devices;
+use super::recent_writes;
 use super::sessions::{self, NewSession, Session};
+use crate::ssr::infra::db::Freshness;
 
 pub struct Registration {
     pub username: Username,
@@ -37,10 +39,16 @@ impl Registration {
 }
 
 /// How many people have signed up (the home page's live number).
-pub async fn count_users(state: &AppState) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT count(*) FROM users")
-        .fetch_one(&state.db)
-        .await?)
+/// A public read: a replica may answer (`freshness` of the reader).
+pub async fn count_users(state: &AppState, freshness: Freshness) -> Result<i64> {
+    state
+        .db
+        .read(freshness, |db| async move {
+            Ok(sqlx::query_scalar("SELECT count(*) FROM users")
+                .fetch_one(&db)
+                .await?)
+        })
+        .await
 }
 
 /// Unique violations are the database telling us a field is taken.
@@ -124,6 +132,7 @@ pub async fn register(
     tracing::info!(user_id, "account created");
     // "No such user" may be cached for this name: it is not true any more.
     profiles::invalidate(state, &form.username, version).await;
+    recent_writes::remember(state, user_id, Some((form.username.as_str(), version))).await;
 
     start_session(state, meta, user_id, form.username.as_str()).await
 }
@@ -176,13 +185,13 @@ pub async fn login(
         Some(LoginIdentifier::Username(u)) => {
             sqlx::query_as("SELECT id, username, password_hash FROM users WHERE username = $1")
                 .bind(u.as_str())
-                .fetch_optional(&state.db)
+                .fetch_optional(state.db.primary())
                 .await?
         }
         Some(LoginIdentifier::Email(e)) => {
             sqlx::query_as("SELECT id, username, password_hash FROM users WHERE email = $1")
                 .bind(e.as_str())
-                .fetch_optional(&state.db)
+                .fetch_optional(state.db.primary())
                 .await?
         }
         None => None,
@@ -250,7 +259,7 @@ pub async fn logout_everywhere(
         count: u32::try_from(ended).unwrap_or(u32::MAX),
         everywhere: true,
     };
-    outbox::record(&state.db, session.user_id, &revoked).await?;
+    outbox::record(state.db.primary(), session.user_id, &revoked).await?;
     Ok(ended)
 }
 
@@ -279,7 +288,7 @@ pub async fn change_password(
     let (hash, email): (String, String) =
         sqlx::query_as("SELECT password_hash, email FROM users WHERE id = $1")
             .bind(session.user_id)
-            .fetch_one(&state.db)
+            .fetch_one(state.db.primary())
             .await?;
     let current = Password::parse(current).unwrap_or_else(|_| never_valid_password());
     if !state.passwords.verify(&current, Some(hash)).await?.ok {
@@ -320,7 +329,7 @@ pub async fn change_password(
 /// The newest entries of the account's security history (written by the
 /// `activity` event consumer, so a second or so behind the actions).
 pub async fn recent_activity(state: &AppState, session: &Session) -> Result<Vec<ActivityEntry>> {
-    activity::recent(&state.db, session.user_id, 20).await
+    activity::recent(state.db.primary(), session.user_id, 20).await
 }
 
 pub async fn list_sessions(state: &AppState, session: &Session) -> Result<Vec<SessionInfo>> {
@@ -366,6 +375,6 @@ pub async fn revoke_session(
         count: 1,
         everywhere: false,
     };
-    outbox::record(&state.db, session.user_id, &revoked).await?;
+    outbox::record(state.db.primary(), session.user_id, &revoked).await?;
     Ok(Revoked::Other)
 }

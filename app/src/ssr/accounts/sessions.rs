@@ -122,6 +122,7 @@ pub async fn create(
         .query_async::<()>(&mut redis)
         .await?;
     state.metrics.sessions_created.increment(1);
+    state.recent_writes.learn_owner(&session.id, user_id);
     Ok(NewSession {
         user: SignedInUser {
             username: username.to_owned(),
@@ -174,6 +175,7 @@ pub async fn load(state: &AppState, token: &str) -> Result<Option<Session>> {
             .query_async::<()>(&mut redis)
             .await?;
     }
+    state.recent_writes.learn_owner(&id, session.user_id);
     Ok(Some(session))
 }
 

@@ -28,7 +28,7 @@ pub fn observe(state: &AppState, connector: RedisConnector) {
         loop {
             every.tick().await;
             let Some(state) = state.upgrade() else { return };
-            if let Ok((pending, age)) = outbox::backlog(&state.db).await {
+            if let Ok((pending, age)) = outbox::backlog(state.db.primary()).await {
                 state
                     .metrics
                     .gauge("folio_outbox_pending", &[])

@@ -34,6 +34,7 @@ pub struct Inner {
     pub profile_cache_misses: Counter,
     pub profile_cache_errors: Counter,
     pub profile_db_queries: Counter,
+    pub profile_stale_reads: Counter,
     /// Requests whose handler panicked (answered 500 by the server's
     /// panic layer).
     pub panics: Counter,
@@ -126,6 +127,10 @@ impl Metrics {
             profile_db_queries: counter(
                 "folio_profile_db_queries_total",
                 "Profile reads that queried Postgres.",
+            ),
+            profile_stale_reads: counter(
+                "folio_profile_stale_reads_total",
+                "Profile reads from Postgres older than a version already known (a lagging replica, an edit during the read): not cached, read again from the primary.",
             ),
             panics: counter(
                 "folio_panics_total",

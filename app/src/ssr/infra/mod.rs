@@ -1,7 +1,9 @@
 //! Mechanisms shared by every feature, owning no feature themselves:
-//! the Redis connection, metrics, retries with backoff, the Redis rate limiter.
+//! the Postgres pools and the routing of reads to replicas, the Redis
+//! connection, metrics, retries with backoff, the Redis rate limiter.
 //! Nothing here knows about users, profiles or the request.
 
+pub mod db;
 pub mod metrics;
 pub mod rate_limit;
 pub mod redis;

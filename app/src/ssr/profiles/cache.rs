@@ -1,17 +1,22 @@
 //! The read path of a public profile: an in-process cache (L1), then Redis,
-//! then Postgres, with stampede protection, and a rule that makes a stale
-//! fill impossible.
+//! then Postgres (a replica when one is fresh enough, else the primary),
+//! with stampede protection, and a rule that makes a stale fill impossible.
 //!
 //! **Versions only go forward.** Every cached value carries the profile's
 //! version (an absent profile is version 0). A write leaves a *floor*, the
 //! newest version it committed, in Redis (`profile_floor`, for the lag
 //! budget) and in every instance's memory (through the invalidation
-//! message, `invalidation.rs`). A fill is one Lua script that refuses any
+//! message, `invalidation.rs`, and through the writer's own next request,
+//! `accounts::recent_writes`). A fill is one Lua script that refuses any
 //! version below the floor Redis knows, and an L1 entry below this
-//! instance's floor is a miss. So a read that started before an edit, or
-//! that was answered by a lagging database, can never put the old version
-//! back for the cache's lifetime; and "no such user", cached a moment before
-//! a registration, is below the new account's floor of 1.
+//! instance's floor is a miss. A database answer below a floor is never
+//! returned either: a refused fill, or an answer below this instance's
+//! floor, is read again from the primary, which has every committed
+//! version. So a read that started before an edit, or that a lagging
+//! replica answered, can never put the old version back for the cache's
+//! lifetime. "No such user" is never kept in-process, and in Redis it is
+//! version 0, below a new account's floor of 1: it cannot hide a user who
+//! just registered.
 //!
 //! Read path for a username:
 //! 1. The L1 (`moka`): answers without I/O while this instance is subscribed
@@ -29,7 +34,8 @@
 //!    do not expire together); unknown names are cached as absent, briefly.
 //!
 //! Redis failing never fails a read: it is logged and counted, and the read
-//! goes to Postgres (still through the single flight).
+//! goes to Postgres (still through the single flight), where only this
+//! instance's floors can be checked.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -43,6 +49,7 @@ use super::store;
 use crate::domain::Username;
 use crate::dto::Profile;
 use crate::error::AppError;
+use crate::ssr::infra::db::Freshness;
 use crate::ssr::infra::redis::Redis;
 use crate::ssr::infra::retry::{with_retry, Backoff};
 use crate::ssr::{AppState, Error, Result, ServiceConfig};
@@ -150,11 +157,24 @@ impl ProfileCache {
         self.floors.get(name).unwrap_or(0)
     }
 
-    /// Records that `name` is at `version` or newer, and drops its L1 entry.
+    /// Records that `name` is at `version` or newer, and drops an L1 entry
+    /// older than that. A floor already as high changes nothing (the
+    /// writer's own requests repeat theirs for the lag budget).
     pub(super) async fn raise_floor(&self, name: &str, version: i32) {
-        let newest = self.floor(name).max(version);
-        self.floors.insert(name.to_owned(), newest);
+        if self.floor(name) >= version {
+            return;
+        }
+        // Atomic per name: of two raises at once, the higher one stays.
+        self.floors
+            .entry_by_ref(name)
+            .and_upsert_with(|current| current.map_or(version, |c| (*c.value()).max(version)));
         self.l1.invalidate(name).await;
+    }
+
+    /// The version of `name` the in-process cache holds, if any (for
+    /// diagnostics and tests: a read does not count as one).
+    pub async fn cached_version(&self, name: &str) -> Option<i32> {
+        self.l1.get(name).await.map(|entry| entry.value.version)
     }
 
     pub(super) async fn forget_all(&self) {
@@ -162,13 +182,13 @@ impl ProfileCache {
     }
 
     fn entry(&self, value: Versioned) -> Arc<L1Entry> {
+        // "No such user" is not kept in-process: an instance that has not
+        // yet heard of a registration would answer 404 from it. Redis keeps
+        // it (version 0), and a registration's floor removes it there.
+        let keep = self.l1_live() && value.profile.is_some();
         Arc::new(L1Entry {
             value,
-            ttl: if self.l1_live() {
-                self.l1_ttl
-            } else {
-                Duration::ZERO
-            },
+            ttl: if keep { self.l1_ttl } else { Duration::ZERO },
         })
     }
 }
@@ -218,11 +238,14 @@ fn cache_error(state: &AppState, error: &redis::RedisError, what: &str) {
     tracing::warn!(error = %error, what, "profile cache unavailable; using postgres");
 }
 
-/// A public profile, through the caches.
-pub async fn get(state: &AppState, username: &Username) -> Result<Profile> {
+/// A public profile, through the caches, for a reader whose reads must be
+/// `freshness` fresh (`Freshness::Any` for anonymous readers; see
+/// `infra::db`).
+pub async fn get(state: &AppState, freshness: Freshness, username: &Username) -> Result<Profile> {
     let name = username.as_str();
     if !state.config.profile_cache_enabled {
-        return query(state, name).await?.answer();
+        let floor = state.profiles.floor(name);
+        return query(state, name, freshness, floor).await?.answer();
     }
     let cache = &state.profiles;
     let floor = cache.floor(name);
@@ -241,7 +264,10 @@ pub async fn get(state: &AppState, username: &Username) -> Result<Profile> {
     for _ in 0..2 {
         let entry = cache
             .l1
-            .try_get_with(name.to_owned(), load(state.clone(), name.to_owned()))
+            .try_get_with(
+                name.to_owned(),
+                load(state.clone(), name.to_owned(), freshness),
+            )
             .await
             .map_err(|error| Error::App((*error).clone()))?;
         if entry.value.version >= cache.floor(name) {
@@ -249,20 +275,31 @@ pub async fn get(state: &AppState, username: &Username) -> Result<Profile> {
         }
         cache.l1.invalidate(name).await;
     }
-    query(state, name).await?.answer()
+    query(state, name, Freshness::Primary, cache.floor(name))
+        .await?
+        .answer()
 }
 
 /// One load for this instance. Errors are logged and counted here, once,
 /// however many callers share them.
-async fn load(state: AppState, name: String) -> Result<Arc<L1Entry>, AppError> {
+async fn load(
+    state: AppState,
+    name: String,
+    freshness: Freshness,
+) -> Result<Arc<L1Entry>, AppError> {
     let floor = state.profiles.floor(&name);
-    match load_versioned(&state, &name, floor).await {
+    match load_versioned(&state, &name, floor, freshness).await {
         Ok(value) => Ok(state.profiles.entry(value)),
         Err(error) => Err(error.into_app_error(&state.metrics)),
     }
 }
 
-async fn load_versioned(state: &AppState, name: &str, floor: i32) -> Result<Versioned> {
+async fn load_versioned(
+    state: &AppState,
+    name: &str,
+    floor: i32,
+    freshness: Freshness,
+) -> Result<Versioned> {
     let mut redis = state.redis.clone();
     let key = entry_key(state, name);
     match read_cached(&mut redis, &key).await {
@@ -274,11 +311,11 @@ async fn load_versioned(state: &AppState, name: &str, floor: i32) -> Result<Vers
         Err(error) => cache_error(state, &error, "get"),
     }
     state.metrics.profile_cache_misses.increment(1);
-    fill(state, name, floor).await
+    fill(state, name, floor, freshness).await
 }
 
 /// One instance's miss: take the cross-instance lock, or wait for its holder.
-async fn fill(state: &AppState, name: &str, floor: i32) -> Result<Versioned> {
+async fn fill(state: &AppState, name: &str, floor: i32, freshness: Freshness) -> Result<Versioned> {
     let key = entry_key(state, name);
     let lock = lock_key(state, name);
     let mut owner = [0u8; 16];
@@ -296,8 +333,9 @@ async fn fill(state: &AppState, name: &str, floor: i32) -> Result<Versioned> {
         .await;
     match acquired {
         Err(error) => {
+            // Redis is away: only this instance's floor can be checked.
             cache_error(state, &error, "lock");
-            return query(state, name).await;
+            return query(state, name, freshness, floor).await;
         }
         Ok(None) => {
             // Someone else is filling: poll the cache until it appears, for
@@ -310,11 +348,11 @@ async fn fill(state: &AppState, name: &str, floor: i32) -> Result<Versioned> {
                     Ok(_) => {}
                     Err(error) => {
                         cache_error(state, &error, "poll");
-                        break;
+                        return query(state, name, freshness, floor).await;
                     }
                 }
             }
-            return query(state, name).await;
+            return read_and_store(state, &mut redis, name, floor, freshness).await;
         }
         Ok(Some(_)) => {}
     }
@@ -327,12 +365,39 @@ async fn fill(state: &AppState, name: &str, floor: i32) -> Result<Versioned> {
             return Ok(cached);
         }
     }
-    let result = query(state, name).await;
-    if let Ok(found) = &result {
-        store_if_newest(state, &mut redis, name, found).await;
-    }
+    let result = read_and_store(state, &mut redis, name, floor, freshness).await;
     release_lock(state, &mut redis, &lock, &owner).await;
     result
+}
+
+/// Reads the profile from Postgres and writes it back to Redis. An answer
+/// Redis refuses (it knows a newer version: a lagging replica answered, or
+/// an edit committed since the read began) is not returned: the primary is
+/// asked again, and its answer is stored and returned.
+async fn read_and_store(
+    state: &AppState,
+    redis: &mut Redis,
+    name: &str,
+    floor: i32,
+    freshness: Freshness,
+) -> Result<Versioned> {
+    let found = query(state, name, freshness, floor).await?;
+    if store_if_newest(state, redis, name, &found).await != Fill::Refused {
+        return Ok(found);
+    }
+    state.metrics.profile_stale_reads.increment(1);
+    let fresh = query(state, name, Freshness::Primary, floor).await?;
+    store_if_newest(state, redis, name, &fresh).await;
+    Ok(fresh)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Fill {
+    Stored,
+    /// Redis knows a newer version than the one offered.
+    Refused,
+    /// Redis did not answer (logged and counted).
+    Failed,
 }
 
 /// Writes a read back to Redis, unless Redis knows a newer version.
@@ -341,7 +406,7 @@ async fn store_if_newest(
     redis: &mut Redis,
     name: &str,
     found: &Versioned,
-) -> bool {
+) -> Fill {
     let ttl = match found.profile {
         Some(_) => {
             let factor = rand::thread_rng().gen_range(0.9..=1.1);
@@ -350,7 +415,7 @@ async fn store_if_newest(
         None => state.config.profile_absent_ttl,
     };
     let Some(body) = found.encode() else {
-        return false;
+        return Fill::Failed;
     };
     let stored: Result<i64, _> = FILL
         .key(entry_key(state, name))
@@ -361,10 +426,11 @@ async fn store_if_newest(
         .invoke_async(redis)
         .await;
     match stored {
-        Ok(stored) => stored == 1,
+        Ok(1) => Fill::Stored,
+        Ok(_) => Fill::Refused,
         Err(error) => {
             cache_error(state, &error, "set");
-            false
+            Fill::Failed
         }
     }
 }
@@ -385,12 +451,33 @@ async fn release_lock(state: &AppState, redis: &mut Redis, lock: &str, owner: &s
     }
 }
 
-/// The one Postgres read of a public profile; idempotent, so retried with
-/// backoff on transient failures.
-async fn query(state: &AppState, name: &str) -> Result<Versioned> {
+/// The one Postgres read of a public profile, on a database `freshness`
+/// allows; an answer below `floor` (a replica behind an edit this instance
+/// has heard of) is read again from the primary. Idempotent, so retried
+/// with backoff on transient failures.
+async fn query(
+    state: &AppState,
+    name: &str,
+    freshness: Freshness,
+    floor: i32,
+) -> Result<Versioned> {
+    let found = read_once(state, name, freshness).await?;
+    if found.version >= floor || freshness == Freshness::Primary {
+        return Ok(found);
+    }
+    state.metrics.profile_stale_reads.increment(1);
+    read_once(state, name, Freshness::Primary).await
+}
+
+async fn read_once(state: &AppState, name: &str, freshness: Freshness) -> Result<Versioned> {
     with_retry(Backoff::READ, || async {
         state.metrics.profile_db_queries.increment(1);
-        Ok(Versioned::of(store::by_username(&state.db, name).await?))
+        state
+            .db
+            .read(freshness, |db| async move {
+                Ok(Versioned::of(store::by_username(&db, name).await?))
+            })
+            .await
     })
     .await
 }

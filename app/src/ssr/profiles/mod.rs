@@ -10,7 +10,7 @@ mod store;
 use crate::domain::ProfileUpdate;
 use crate::dto::Profile;
 use crate::error::AppError;
-use crate::ssr::accounts::Session;
+use crate::ssr::accounts::{recent_writes, Session};
 use crate::ssr::events::outbox;
 use crate::ssr::events::types::ProfileUpdated;
 use crate::ssr::infra::rate_limit;
@@ -19,16 +19,25 @@ use crate::ssr::{AppState, Error, Result};
 pub use cache::{get, ProfileCache};
 pub use invalidation::{invalidate, listen_for_invalidations, INVALIDATION_CHANNEL};
 
-/// The signed-in user's own profile, from Postgres: the edit form must start
-/// from the current version, not a cached one.
+/// The signed-in user's own profile, from the primary: the edit form must
+/// start from the current version, not a cached or replicated one.
 pub async fn own(state: &AppState, session: &Session) -> Result<Profile> {
-    store::by_user_id(&state.db, session.user_id)
+    store::by_user_id(state.db.primary(), session.user_id)
         .await?
         .ok_or(Error::App(AppError::NotFound))
 }
 
+/// Tells this instance that `name`'s profile is at `version` or newer (the
+/// reader's own recent write, carried by its session): from now on no older
+/// version is served here.
+pub async fn learn_floor(state: &AppState, name: &str, version: i32) {
+    state.profiles.raise_floor(name, version).await;
+}
+
 /// Commits the edit if nobody saved since `expected_version`, then tells
-/// every cache (the next read repopulates from the committed row).
+/// every cache (the next read repopulates from the committed row) and
+/// remembers the write with the user, so that their own next reads, on any
+/// instance, show it.
 pub async fn update(
     state: &AppState,
     session: &Session,
@@ -47,7 +56,7 @@ pub async fn update(
         store::update_if_unchanged(&mut tx, session.user_id, &update, expected_version).await?
     else {
         tx.rollback().await?;
-        let current_version = store::version_of(&state.db, session.user_id).await?;
+        let current_version = store::version_of(state.db.primary(), session.user_id).await?;
         return Err(AppError::Conflict { current_version }.into());
     };
     let updated = ProfileUpdated {
@@ -65,5 +74,6 @@ pub async fn update(
     if let Ok(username) = crate::domain::Username::parse(&session.username) {
         invalidate(state, &username, version).await;
     }
+    recent_writes::remember(state, session.user_id, Some((&session.username, version))).await;
     own(state, session).await
 }
