@@ -9,7 +9,7 @@ mod edge;
 mod health;
 mod hygiene;
 mod metrics;
-mod page_cache;
+pub mod page_cache;
 pub mod panics;
 pub mod startup;
 mod target;

@@ -79,6 +79,12 @@ impl PageCache {
         self.pages.get(path).filter(|page| page.tag == tag)
     }
 
+    /// The profile version of the page stored for `path`, if any (for
+    /// diagnostics and tests).
+    pub fn stored_version(&self, path: &str) -> Option<i32> {
+        self.pages.get(path).and_then(|page| version_of(&page.tag))
+    }
+
     fn put(&self, path: &str, page: StoredPage) {
         self.pages.insert(path.to_owned(), Arc::new(page));
     }

@@ -100,6 +100,7 @@ pub struct Application {
     state: AppState,
     /// The outbox relay and the event consumers, when this process runs them.
     workers: Option<Workers>,
+    pages: Arc<PageCache>,
 }
 
 async fn connect_postgres(settings: &Settings) -> Result<PgPool, StartupError> {
@@ -278,7 +279,7 @@ impl Application {
         } else {
             router(
                 router_state.clone(),
-                Edge::new(state.clone(), pages, &settings.instance),
+                Edge::new(state.clone(), pages.clone(), &settings.instance),
                 settings.panic_routes,
             )
         };
@@ -290,6 +291,7 @@ impl Application {
             router,
             state,
             workers,
+            pages,
         })
     }
 
@@ -299,6 +301,11 @@ impl Application {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The stored profile pages of this instance.
+    pub fn pages(&self) -> &Arc<PageCache> {
+        &self.pages
     }
 
     /// Serves until SIGINT/SIGTERM, then lets in-flight requests finish.

@@ -15,12 +15,9 @@ use app::ssr::Limit;
 use serde_json::Value;
 
 use support::{
-    session_cookie_from, spawn_app_with, status_and_json, Cookie, PostgresProcess, RedisProcess,
-    TestApp, STRONG_PASSWORD,
+    eventually, session_cookie_from, spawn_app_with, status_and_json, Cookie, PostgresProcess,
+    RedisProcess, TestApp, STRONG_PASSWORD,
 };
-
-/// How long a recovered dependency may take to be used again.
-const RECOVERY: Duration = Duration::from_secs(15);
 
 fn port_answers(port: u16) -> bool {
     std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300))
@@ -39,25 +36,6 @@ async fn update_display_name(app: &TestApp, cookie: &Cookie, name: &str) -> (u16
         ("expected_version", "1"),
     ];
     status_and_json(app.call("update_profile", &form, cookie).await).await
-}
-
-/// Polls `attempt` until it answers true, for at most `RECOVERY`.
-async fn eventually<F, Fut>(what: &str, mut attempt: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if attempt().await {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < RECOVERY,
-            "{what}: not recovered after {RECOVERY:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// Limits that polling in these tests must never trip.

@@ -5,16 +5,21 @@
 
 mod events;
 mod processes;
+mod pubsub_hold;
 
 #[allow(unused_imports)]
 pub use events::{metric_in, wait_for, WorkerProcess, FIREFOX, PHONE};
 #[allow(unused_imports)]
-pub use processes::{free_port, is_root, pg_bin, PostgresProcess, RedisProcess};
+pub use processes::{free_port, is_root, pg_bin, PostgresPair, PostgresProcess, RedisProcess};
+#[allow(unused_imports)]
+pub use pubsub_hold::PubSubHold;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use app::ssr::AppState;
 use server::config::Settings;
+use server::page_cache::PageCache;
 use server::startup::Application;
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -22,6 +27,8 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub state: AppState,
+    /// This instance's stored profile pages.
+    pub pages: Arc<PageCache>,
     pub settings: Settings,
     db_name: String,
     admin_url: String,
@@ -83,6 +90,7 @@ async fn start(
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
+    let pages = app.pages().clone();
     tokio::spawn(app.run_until_stopped());
 
     let client = reqwest::Client::builder()
@@ -94,6 +102,7 @@ async fn start(
         address,
         client,
         state,
+        pages,
         settings,
         db_name,
         admin_url,
@@ -215,11 +224,31 @@ impl TestApp {
 
     /// `get_profile` as an anonymous caller: status and JSON body.
     pub async fn get_profile(&self, username: &str) -> (u16, serde_json::Value) {
+        self.get_profile_as(username, &Cookie::default()).await
+    }
+
+    /// `get_profile` as the holder of `cookie`.
+    pub async fn get_profile_as(
+        &self,
+        username: &str,
+        cookie: &Cookie,
+    ) -> (u16, serde_json::Value) {
         status_and_json(
-            self.call("get_profile", &[("username", username)], &Cookie::default())
+            self.call("get_profile", &[("username", username)], cookie)
                 .await,
         )
         .await
+    }
+
+    /// A page load (GET `path`) as the holder of `cookie`: status and body.
+    pub async fn page(&self, path: &str, cookie: &Cookie) -> (u16, String) {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = cookie.token() {
+            request = request.header(reqwest::header::COOKIE, format!("{SESSION_COOKIE}={token}"));
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
     }
 
     /// Saves `edit` as the owner of `cookie`, from `expected_version`.
@@ -271,7 +300,8 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Reads one Prometheus counter from `/metrics`.
+    /// Reads one Prometheus counter from `/metrics`: `name` is the whole
+    /// series, labels included (`folio_db_reads_total{target="replica"}`).
     pub async fn metric(&self, name: &str) -> u64 {
         let text = self.metrics_text().await;
         text.lines()
@@ -339,6 +369,62 @@ impl TestApp {
         .fetch_all(self.state.db.primary())
         .await
         .expect("accounts read")
+    }
+
+    /// Reads of `get_profile` and the like answered by a replica and by the
+    /// primary so far: `(replica, primary)`.
+    pub async fn db_reads(&self) -> (u64, u64) {
+        (
+            self.metric(r#"folio_db_reads_total{target="replica"}"#)
+                .await,
+            self.metric(r#"folio_db_reads_total{target="primary"}"#)
+                .await,
+        )
+    }
+
+    /// Reads meant for a replica that the primary answered, for `reason`.
+    pub async fn replica_fallbacks(&self, reason: &str) -> u64 {
+        self.metric(&format!(
+            r#"folio_replica_fallbacks_total{{reason="{reason}"}}"#
+        ))
+        .await
+    }
+
+    /// Waits until this instance's probes find every replica up and within
+    /// the lag bound (at start the replica may not have the database yet).
+    pub async fn wait_for_replicas(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = self.metrics_text().await;
+            let up: Vec<&str> = text
+                .lines()
+                .filter(|line| line.starts_with("folio_replica_up{"))
+                .collect();
+            let lag_known = text
+                .lines()
+                .filter(|line| line.starts_with("folio_replica_lag_seconds{"))
+                .all(|line| !line.ends_with("+Inf"));
+            if !up.is_empty() && up.iter().all(|line| line.ends_with(" 1")) && lag_known {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replicas not up after 30 s: {up:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A value in this deployment's Redis, read directly (`suffix` is the
+    /// key without the deployment's prefix).
+    pub async fn redis_get(&self, suffix: &str) -> Option<String> {
+        let client = redis::Client::open(self.settings.redis_url.as_str()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("GET")
+            .arg(format!("{}{suffix}", self.settings.service.redis_prefix))
+            .query_async(&mut connection)
+            .await
+            .unwrap()
     }
 }
 
@@ -447,6 +533,29 @@ impl Drop for TestApp {
             });
         })
         .join();
+    }
+}
+
+/// How long a dependency that came back may take to be used again.
+pub const RECOVERY: Duration = Duration::from_secs(15);
+
+/// Polls `attempt` until it answers true, for at most `RECOVERY`; returns
+/// how long that took.
+pub async fn eventually<F, Fut>(what: &str, mut attempt: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if attempt().await {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < RECOVERY,
+            "{what}: not recovered after {RECOVERY:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -127,24 +127,9 @@ pub fn is_root() -> bool {
 }
 
 impl PostgresProcess {
+    /// A fresh cluster (initdb), started.
     pub fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("folio-pg-{}", uuid::Uuid::new_v4().simple()));
-        let data = dir.join("data");
-        std::fs::create_dir_all(&dir).unwrap();
-        if is_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:"])
-                .arg(&dir)
-                .status()
-                .unwrap();
-            assert!(status.success(), "chown {dir:?}");
-        }
-        let process = Self {
-            bin: pg_bin(),
-            data,
-            dir,
-            port: free_port(),
-        };
+        let process = Self::unstarted();
         let initdb = process
             .command("initdb")
             .arg("-D")
@@ -157,6 +142,54 @@ impl PostgresProcess {
         assert!(initdb.success(), "initdb failed");
         process.pg_ctl_start();
         process
+    }
+
+    /// A hot standby of `primary`, streaming from it: a base backup
+    /// (`pg_basebackup -R -X stream` writes `standby.signal` and the
+    /// connection to the primary), plus `settings` in its
+    /// `postgresql.auto.conf` (kept across restarts), started.
+    pub fn start_replica_of(primary: &PostgresProcess, settings: &[(&str, String)]) -> Self {
+        let process = Self::unstarted();
+        let backup = process
+            .command("pg_basebackup")
+            .args(["-h", "127.0.0.1", "-p", &primary.port.to_string()])
+            .args(["-U", "postgres", "-R", "-X", "stream", "-D"])
+            .arg(&process.data)
+            .stdout(Stdio::null())
+            .status()
+            .expect("pg_basebackup runs");
+        assert!(backup.success(), "pg_basebackup failed");
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(process.data.join("postgresql.auto.conf"))
+            .expect("the base backup has a postgresql.auto.conf");
+        for (name, value) in settings {
+            use std::io::Write;
+            writeln!(conf, "{name} = '{value}'").unwrap();
+        }
+        process.pg_ctl_start();
+        process
+    }
+
+    /// A temp dir (owned by `postgres` when we are root) and a spare port.
+    fn unstarted() -> Self {
+        let dir = std::env::temp_dir().join(format!("folio-pg-{}", uuid::Uuid::new_v4().simple()));
+        let data = dir.join("data");
+        std::fs::create_dir_all(&dir).unwrap();
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:"])
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(status.success(), "chown {dir:?}");
+        }
+        Self {
+            bin: pg_bin(),
+            data,
+            dir,
+            port: free_port(),
+        }
     }
 
     pub fn command(&self, tool: &str) -> Command {
@@ -211,5 +244,71 @@ impl Drop for PostgresProcess {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A primary and a streaming replica of it, each a `PostgresProcess` of our
+/// own (the machine's Postgres allows no replication connections). The
+/// replica applies each commit `apply_delay` after the primary made it
+/// (`recovery_min_apply_delay`): the lag every replica has, made long
+/// enough to act within. Stop and restart either one as a test needs.
+pub struct PostgresPair {
+    pub primary: PostgresProcess,
+    pub replica: PostgresProcess,
+}
+
+impl PostgresPair {
+    pub fn start(apply_delay: Duration) -> Self {
+        Self::start_with(apply_delay, &[])
+    }
+
+    /// With more settings for the replica (`max_standby_streaming_delay`…).
+    pub fn start_with(apply_delay: Duration, replica_settings: &[(&str, String)]) -> Self {
+        let primary = PostgresProcess::start();
+        let mut settings = vec![(
+            "recovery_min_apply_delay",
+            format!("{}ms", apply_delay.as_millis()),
+        )];
+        settings.extend_from_slice(replica_settings);
+        let replica = PostgresProcess::start_replica_of(&primary, &settings);
+        Self { primary, replica }
+    }
+
+    /// `DATABASE_URL` and `DATABASE_REPLICA_URLS` for database `db`.
+    pub fn urls(&self, db: &str) -> (String, Vec<String>) {
+        (self.primary.url(db), vec![self.replica.url(db)])
+    }
+
+    /// Waits until the replica has replayed everything the primary has
+    /// written so far (at least `apply_delay`).
+    pub async fn catch_up(&self) {
+        use sqlx::Connection;
+        let mut primary = sqlx::PgConnection::connect(&self.primary.url("postgres"))
+            .await
+            .expect("primary answers");
+        let position: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+            .fetch_one(&mut primary)
+            .await
+            .unwrap();
+        let mut replica = sqlx::PgConnection::connect(&self.replica.url("postgres"))
+            .await
+            .expect("replica answers");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let replayed: bool =
+                sqlx::query_scalar("SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn")
+                    .bind(&position)
+                    .fetch_one(&mut replica)
+                    .await
+                    .unwrap();
+            if replayed {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replica never replayed {position}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
