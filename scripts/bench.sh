@@ -63,9 +63,14 @@ stop_server() {
   fi
   SERVER_PID=""
 }
-trap stop_server EXIT
+PAIR_DIR=""
+cleanup() {
+  stop_server
+  if [ -n "$PAIR_DIR" ]; then stop_pg_pair "$PAIR_DIR"; rm -rf "$PAIR_DIR"; fi
+}
+trap cleanup EXIT
 
-start_server() { # extra VAR=value settings
+start_server() { # extra VAR=value settings (DATABASE_URL=… overrides the bench database)
   say "starting the release server on $BASE $*"
   release_server "$PORT" DATABASE_URL="$BENCH_DB_URL" REDIS_URL="$REDIS_URL" \
     FOLIO_BENCH_ENDPOINTS=on FOLIO_LOG=warn \
@@ -87,18 +92,16 @@ clear_bench_keys() {
 }
 
 # --- database ------------------------------------------------------------------
-say "fresh database folio_bench, $USERS users"
-psql "$ADMIN_DB_URL" -qc 'DROP DATABASE IF EXISTS folio_bench WITH (FORCE)' >/dev/null
-clear_bench_keys
-: >"$WORK/server.log"
-start_server   # creates and migrates folio_bench
-
-# One real registration gives a PHC hash of $PASSWORD that every seeded user shares.
-curl -fsS -o /dev/null -X POST "$BASE/api/register" \
-  --data-urlencode "username=benchseed" --data-urlencode "email=benchseed@example.com" \
-  --data-urlencode "password=$PASSWORD"
-HASH=$(psql "$BENCH_DB_URL" -Atc "SELECT password_hash FROM users WHERE username = 'benchseed'")
-psql "$BENCH_DB_URL" -qv ON_ERROR_STOP=1 -v hash="$HASH" -v n="$USERS" >/dev/null <<'SQL'
+# Seeds the database of the running server ($1: its URL) with $USERS users.
+# One real registration gives a PHC hash of $PASSWORD that every seeded user
+# shares.
+seed_users() {
+  local db_url="$1" hash
+  curl -fsS -o /dev/null -X POST "$BASE/api/register" \
+    --data-urlencode "username=benchseed" --data-urlencode "email=benchseed@example.com" \
+    --data-urlencode "password=$PASSWORD"
+  hash=$(psql "$db_url" -Atc "SELECT password_hash FROM users WHERE username = 'benchseed'")
+  psql "$db_url" -qv ON_ERROR_STOP=1 -v hash="$hash" -v n="$USERS" >/dev/null <<'SQL'
 WITH u AS (
   INSERT INTO users (username, email, password_hash, display_name)
   SELECT 'user' || i, 'user' || i || '@example.com', :'hash', 'User ' || i
@@ -110,6 +113,14 @@ SELECT id, 'Bio of ' || username || '. Writes about distributed systems and cach
        'Lisbon', 'https://' || username || '.example.org/'
 FROM u;
 SQL
+}
+
+say "fresh database folio_bench, $USERS users"
+psql "$ADMIN_DB_URL" -qc 'DROP DATABASE IF EXISTS folio_bench WITH (FORCE)' >/dev/null
+clear_bench_keys
+: >"$WORK/server.log"
+start_server   # creates and migrates folio_bench
+seed_users "$BENCH_DB_URL"
 redis_cmd SET "${PREFIX}bench:ceiling" "ceiling B: one redis GET" >/dev/null
 
 # --- wrk -------------------------------------------------------------------------
@@ -141,6 +152,14 @@ lua_script get "-- plain GET of the URL"
 lua_script hot "wrk.method = 'POST'
 wrk.body = 'username=user1'
 wrk.headers['Content-Type'] = 'application/x-www-form-urlencoded'"
+# The same hot key read by a signed-in reader: the cost of looking up the
+# reader's recent writes (read-your-writes) on every public read.
+signed_in_script() { # name, session token
+  lua_script "$1" "wrk.method = 'POST'
+wrk.body = 'username=user1'
+wrk.headers['Content-Type'] = 'application/x-www-form-urlencoded'
+wrk.headers['Cookie'] = '__Host-folio_session=$2'"
+}
 lua_script spread "local n = $USERS
 local headers = { ['Content-Type'] = 'application/x-www-form-urlencoded' }
 function init(args) math.randomseed(os.time() * 100 + (thread_id or 0)) end
@@ -192,6 +211,14 @@ for i in range(1, n + 1):
 PY
 }
 
+# A session token of user $1 (a real sign-in).
+sign_in() {
+  curl -fsS -o /dev/null -D - -X POST "$BASE/api/login" \
+    --data-urlencode "identifier=$1" --data-urlencode "password=$PASSWORD" \
+    | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: __Host-folio_session=\([0-9a-f]*\);.*/\1/p' | head -n 1
+}
+signed_in_script hot_signed_in "$(sign_in user2)"
+
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 curl -fsS -o /dev/null -X POST "$BASE/api/get_profile" -d username=user1   # the hot key
 curl -fsS -o /dev/null "$BASE/u/user1"                                       # its page
@@ -202,6 +229,7 @@ for c in 1 64; do
     run_wrk "ceiling A: GET /bench/static" $c get /bench/static
     run_wrk "ceiling B: GET /bench/redis" $c get /bench/redis
     run_wrk "get_profile warm, hot key" $c hot /api/get_profile
+    run_wrk "get_profile warm, hot key, signed in" $c hot_signed_in /api/get_profile
     run_wrk "get_profile warm, spread keys" $c spread /api/get_profile
     run_wrk "/u/:username page, warm" $c get /u/user1
     # What every request behind the server's layers costs with no work at
@@ -229,6 +257,160 @@ start_server FOLIO_PROFILE_CACHE=off FOLIO_PAGE_CACHE_PAGES=0
 for c in 1 64; do
   for ROUND in $(seq "$ROUNDS"); do run_wrk "get_profile, cache off (Postgres)" $c hot /api/get_profile; done
 done
+stop_server
+
+# --- replicas ----------------------------------------------------------------------
+# A primary and a streaming replica of our own (the machine's Postgres allows
+# no replication connections), the same seeded users on it. The cache-off
+# rows compare one read answered by the replica with one answered by the
+# primary of the same pair; the mixed run shows where reads go when 5 % of
+# requests are writes (whose writers then read through their own LSN).
+say "a primary and a streaming replica for the replica rows"
+PAIR_DIR="$(mktemp -d /tmp/folio-bench-pair.XXXXXX)"
+start_pg_pair "$PAIR_DIR" 0
+PAIR_URL="postgres://postgres@127.0.0.1:$PG_PAIR_PRIMARY_PORT/folio_bench"
+REPLICA_URL="postgres://postgres@127.0.0.1:$PG_PAIR_REPLICA_PORT/folio_bench"
+PREFIX="bench:pair:"
+clear_bench_keys
+start_server DATABASE_URL="$PAIR_URL"   # creates and migrates folio_bench on the pair
+seed_users "$PAIR_URL"
+stop_server
+
+# Counter values from /metrics: "series value" lines for the replica routing.
+routing_counters() {
+  curl -fsS "$BASE/metrics" | grep -E '^folio_(db_reads_total|replica_fallbacks_total|replica_lsn_checks_total|profile_stale_reads_total|profile_db_queries_total)' || true
+}
+
+start_server DATABASE_URL="$PAIR_URL" DATABASE_REPLICA_URLS="$REPLICA_URL" \
+  FOLIO_PROFILE_CACHE=off FOLIO_PAGE_CACHE_PAGES=0
+routing_counters >"$WORK/routing.before"
+for c in 1 64; do
+  for ROUND in $(seq "$ROUNDS"); do run_wrk "get_profile, cache off, replica" $c hot /api/get_profile; done
+done
+routing_counters >"$WORK/routing.after"
+stop_server
+start_server DATABASE_URL="$PAIR_URL" FOLIO_PROFILE_CACHE=off FOLIO_PAGE_CACHE_PAGES=0
+for c in 1 64; do
+  for ROUND in $(seq "$ROUNDS"); do run_wrk "get_profile, cache off, primary of the pair" $c hot /api/get_profile; done
+done
+stop_server
+
+# The mixed run: signed-in workers, each saving its own profile on 5 % of
+# its requests and otherwise reading random profiles (half of the reads with
+# its session, half anonymously), for $MIXED_SECS s per cache setting.
+MIXED_SECS=$((DURATION * 2))
+mixed_run() { # label
+  local label="$1" out
+  clear_bench_keys
+  routing_counters >"$WORK/mixed.before"
+  out=$(python3 - "$PORT" "$USERS" "$MIXED_SECS" "$PASSWORD" <<'PY'
+import http.client, json, random, re, statistics, sys, threading, time, urllib.parse
+port, users, seconds, password = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+WORKERS = 16
+lock = threading.Lock()
+latencies, counts = [], {"reads": 0, "writes": 0, "errors": 0}
+
+def post(conn, path, fields, cookie=None):
+    headers = dict(FORM)
+    if cookie:
+        headers["Cookie"] = f"__Host-folio_session={cookie}"
+    started = time.perf_counter()
+    conn.request("POST", path, urllib.parse.urlencode(fields), headers)
+    response = conn.getresponse()
+    body = response.read()
+    return response, body, time.perf_counter() - started
+
+def worker(i, start, end):
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    me = f"user{i + 1}"
+    response, body, _ = post(conn, "/api/login", {"identifier": me, "password": password})
+    cookie = re.search(r"__Host-folio_session=([0-9a-f]+)", response.getheader("Set-Cookie") or "").group(1)
+    response, body, _ = post(conn, "/api/my_profile", {}, cookie)
+    version = json.loads(body)["version"]
+    start.wait()
+    mine, edits = [], 0
+    while time.time() < end[0]:
+        if random.random() < 0.05:
+            edits += 1
+            response, body, took = post(conn, "/api/update_profile", {
+                "display_name": f"User {i + 1} ({edits})", "bio": "Edited in the mixed run.",
+                "avatar_url": "", "location": "", "website": "", "expected_version": version}, cookie)
+            if response.status == 200:
+                version = json.loads(body)["version"]
+            kind = "writes"
+        else:
+            signed_in = random.random() < 0.5
+            response, body, took = post(conn, "/api/get_profile",
+                {"username": f"user{random.randint(1, users)}"}, cookie if signed_in else None)
+            kind = "reads"
+        mine.append(took)
+        with lock:
+            counts[kind] += 1
+            if response.status != 200:
+                counts["errors"] += 1
+    with lock:
+        latencies.extend(mine)
+
+start, end = threading.Event(), [0.0]
+threads = [threading.Thread(target=worker, args=(i, start, end)) for i in range(WORKERS)]
+for t in threads: t.start()
+time.sleep(1)  # the sign-ins (argon2) are not part of the run
+end[0] = time.time() + seconds
+began = time.time()
+start.set()
+for t in threads: t.join()
+elapsed = time.time() - began
+latencies.sort()
+p = lambda q: int(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1e6)
+total = counts["reads"] + counts["writes"]
+print(f"RESULT rps={total / elapsed:.1f} p50_us={p(0.5)} p99_us={p(0.99)} errors={counts['errors']} reads={counts['reads']} writes={counts['writes']}")
+PY
+)
+  routing_counters >"$WORK/mixed.after"
+  echo "$out"
+  local line rps p50 p99 errors
+  line=$(grep '^RESULT ' <<<"$out")
+  rps=$(sed -E 's/.*rps=([0-9.]+).*/\1/' <<<"$line")
+  p50=$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$line")
+  p99=$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$line")
+  errors=$(sed -E 's/.*errors=([0-9]+).*/\1/' <<<"$line")
+  printf '%s|%s|%s|%s|%s|%s|%s\n' "$label" 16 1 "$rps" "$p50" "$p99" "$errors" >>"$ROWS"
+  routing_summary "$label" "$WORK/mixed.before" "$WORK/mixed.after" "$(sed -E 's/.*reads=([0-9]+) writes=([0-9]+).*/\1 reads, \2 writes/' <<<"$line")" >>"$WORK/routing.md"
+}
+
+# One line of the routing table: where the database reads of a run went.
+routing_summary() { # label, before, after, what was sent
+  python3 - "$@" <<'PY'
+import sys
+label, before, after, sent = sys.argv[1:5]
+def read(path):
+    values = {}
+    for line in open(path):
+        series, value = line.rsplit(" ", 1)
+        values[series] = float(value)
+    return values
+b, a = read(before), read(after)
+d = lambda s: a.get(s, 0) - b.get(s, 0)
+replica, primary = d('folio_db_reads_total{target="replica"}'), d('folio_db_reads_total{target="primary"}')
+share = 100 * replica / (replica + primary) if replica + primary else 0
+reasons = ", ".join(f"{r} {int(d(f'folio_replica_fallbacks_total{{reason=\"{r}\"}}'))}"
+                    for r in ("lagging", "error", "timeout", "conflict"))
+print(f"| {label} | {sent} | {int(replica)} | {int(primary)} | {share:.1f} % | {reasons} | {int(d('folio_replica_lsn_checks_total'))} | {int(d('folio_profile_stale_reads_total'))} |")
+PY
+}
+: >"$WORK/routing.md"
+routing_summary "get_profile, cache off, replica (all rounds)" "$WORK/routing.before" "$WORK/routing.after" "anonymous reads only" >>"$WORK/routing.md"
+
+say "mixed run: 95 % reads, 5 % writes, $MIXED_SECS s, replica configured"
+ROUND=1
+start_server DATABASE_URL="$PAIR_URL" DATABASE_REPLICA_URLS="$REPLICA_URL" \
+  FOLIO_PROFILE_CACHE=off FOLIO_PAGE_CACHE_PAGES=0 FOLIO_PROFILE_EDIT_LIMIT=1000000/60
+mixed_run "mixed 95/5, cache off, replica"
+stop_server
+start_server DATABASE_URL="$PAIR_URL" DATABASE_REPLICA_URLS="$REPLICA_URL" \
+  FOLIO_PROFILE_EDIT_LIMIT=1000000/60
+mixed_run "mixed 95/5, cache on, replica"
 stop_server
 
 # --- sizes -------------------------------------------------------------------------
@@ -291,6 +473,12 @@ PY
   echo "- $USERS seeded users; rounds: $ROUNDS, of $DURATION s per scenario (login: one run); each row is the median of its rounds, each ratio the median of per-round ratios against the ceiling measured in the same round; wrk threads 1 at concurrency 1, 2 at concurrency 64"
   echo
   table
+  echo
+  echo "Where the database reads went (counters of /metrics over the run; the mixed runs: 16 signed-in workers, 5 % saves of their own profile, reads of random profiles, half with their session):"
+  echo
+  echo "| run | requests | replica reads | primary reads | replica share | fallbacks | LSN checks | stale reads refused |"
+  echo "|---|---|---|---|---|---|---|---|"
+  cat "$WORK/routing.md"
   echo
   echo "Peak RSS of the server (VmHWM, largest of the three server runs): $(awk -v k="$PEAK_RSS_KB" 'BEGIN { printf "%.1f MiB", k / 1024 }')"
   echo

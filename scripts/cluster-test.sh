@@ -7,6 +7,7 @@
 #  2. Page reads (GET /u/<name>) under load; one instance is killed (-9) in
 #     the middle. nginx retries the GETs on the survivor: zero may fail.
 #  3. The user is still signed in.
+# Before all that, /readyz says the instances read from the replica.
 # Prints the numbers; exits non-zero on any failure. Assumes
 # `cargo leptos build --release` already ran.
 set -euo pipefail
@@ -34,6 +35,18 @@ cluster_up 2
 A="${INSTANCE_NAMES[1]}" B="${INSTANCE_NAMES[2]}"
 work="$CLUSTER_DIR/work"
 mkdir -p "$work"
+
+# --- 0. the instances read from the replica ----------------------------------------
+# (A second or so after start: the replica gets the new database then.)
+for _ in $(seq 50); do
+  ready=$(curl -s "$CLUSTER_URL/readyz")
+  case "$ready" in *'"replicas":"ok"'*) break ;; esac
+  sleep 0.2
+done
+case "$ready" in
+  *'"replicas":"ok"'*) echo "readyz: $ready" ;;
+  *) fail "the instances do not report their replica: $ready" ;;
+esac
 
 # --- 1. register, then current_user on both instances -------------------------
 say "register $USERNAME through nginx"

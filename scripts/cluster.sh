@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Folio as it scales out: N release instances on loopback behind nginx
-# (deploy/nginx.conf), sharing one Postgres database and one Redis prefix,
-# watched by Prometheus and Alertmanager (deploy/monitoring/).
+# (deploy/nginx.conf), sharing one Redis prefix and one Postgres database on
+# a primary of their own, with a streaming replica for public reads
+# (nginx -> N app servers -> Redis + primary + replica), watched by
+# Prometheus and Alertmanager (deploy/monitoring/).
 #
 #   ./scripts/cluster.sh [N]     # N instances (default 2); Ctrl-C stops all
+#   CLUSTER_REPLICA_DELAY=2s ./scripts/cluster.sh   # a replica that lags 2 s
 #
 # Sourced (by scripts/cluster-test.sh, scripts/monitoring-test.sh) it only
 # defines cluster_up and cluster_down, and after cluster_up sets:
@@ -19,8 +22,9 @@
 # Prometheus's 15 s (tests use a second or two).
 #
 # Needs a release build (cargo leptos build --release): the binary in
-# $CARGO_TARGET_DIR/release/server and the site in target/site. The database
-# is a fresh one, dropped by cluster_down.
+# $CARGO_TARGET_DIR/release/server and the site in target/site. The primary
+# and the replica are fresh ones (start_pg_pair, in CLUSTER_DIR), stopped
+# and deleted by cluster_down.
 
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -29,6 +33,7 @@ CLUSTER_DIR=""
 CLUSTER_URL=""
 CLUSTER_DB=""
 CLUSTER_DB_URL=""
+CLUSTER_REPLICA_URL=""
 NGINX_PID=""
 INSTANCE_NAMES=()
 INSTANCE_PORTS=()
@@ -38,18 +43,6 @@ PROMETHEUS_PID=""
 PROMETHEUS_URL=""
 ALERTMANAGER_PID=""
 ALERTMANAGER_URL=""
-
-# A loopback port nobody listens on (random, so parallel runs rarely meet),
-# below Linux's ephemeral range (32768 and up): a port there may be the
-# local end of an outgoing connection, and the bind then fails although
-# nothing listens.
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 12000))
-    port_open 127.0.0.1 "$port" || { echo "$port"; return; }
-  done
-}
 
 ensure_nginx() {
   if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
@@ -68,6 +61,7 @@ start_instance() {
     FOLIO_METRICS_TOKEN="$METRICS_TOKEN" \
     FOLIO_REDIS_PREFIX="cluster:$CLUSTER_DB:" \
     DATABASE_URL="$CLUSTER_DB_URL" \
+    DATABASE_REPLICA_URLS="$CLUSTER_REPLICA_URL" \
     FOLIO_LOG="${FOLIO_LOG:-warn}" \
     >"$CLUSTER_DIR/logs/$name.log" 2>&1 &
   INSTANCE_PIDS[i]=$!
@@ -161,7 +155,9 @@ cluster_up() {
   chmod 755 "$CLUSTER_DIR"  # nginx's workers (nobody) traverse it
   mkdir -p "$CLUSTER_DIR/logs" "$CLUSTER_DIR/temp"
   CLUSTER_DB="folio_cluster_$(date +%s)_$$"
-  CLUSTER_DB_URL="${DATABASE_URL%/*}/$CLUSTER_DB"
+  start_pg_pair "$CLUSTER_DIR/postgres" "${CLUSTER_REPLICA_DELAY:-0}"
+  CLUSTER_DB_URL="postgres://postgres@127.0.0.1:$PG_PAIR_PRIMARY_PORT/$CLUSTER_DB"
+  CLUSTER_REPLICA_URL="postgres://postgres@127.0.0.1:$PG_PAIR_REPLICA_PORT/$CLUSTER_DB"
   METRICS_TOKEN="${FOLIO_METRICS_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
 
   # One at a time: the first creates and migrates the database.
@@ -192,10 +188,7 @@ cluster_down() {
   for pid in "${INSTANCE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   if [ -n "$NGINX_PID" ]; then wait "$NGINX_PID" 2>/dev/null || true; fi
   for pid in "${INSTANCE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ -n "$CLUSTER_DB" ] && command -v psql >/dev/null; then
-    psql "${DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS \"$CLUSTER_DB\" WITH (FORCE)" \
-      >/dev/null 2>&1 || true
-  fi
+  if [ -n "$CLUSTER_DIR" ] && [ -d "$CLUSTER_DIR/postgres" ]; then stop_pg_pair "$CLUSTER_DIR/postgres"; fi
   if [ -n "$CLUSTER_DIR" ] && [ -z "${KEEP_CLUSTER_DIR:-}" ]; then rm -rf "$CLUSTER_DIR"; fi
   NGINX_PID=""
   PROMETHEUS_PID=""

@@ -79,6 +79,18 @@ redis_answers() {
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 
+# A loopback port nobody listens on (random, so parallel runs rarely meet),
+# below Linux's ephemeral range (32768 and up): a port there may be the
+# local end of an outgoing connection, and the bind then fails although
+# nothing listens.
+free_port() {
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 12000))
+    port_open 127.0.0.1 "$port" || { echo "$port"; return; }
+  done
+}
+
 start_local_postgres() {
   local port=55432 data="$LOCAL/postgres"
   if [ -z "$(pg_bin)" ]; then say "installing postgresql"; apt_install postgresql; fi
@@ -133,6 +145,52 @@ ensure_services() {
   fi
   say "Postgres: $DATABASE_URL"
   say "Redis:    $REDIS_URL"
+}
+
+# --- a primary and a streaming replica ------------------------------------------
+
+# A Postgres primary and a hot standby streaming from it, on spare loopback
+# ports, their data in DIR (a fresh temp dir): the machine's own Postgres
+# allows no replication connections and is never reconfigured. The replica
+# applies each commit APPLY_DELAY late (recovery_min_apply_delay: 0, 2s…),
+# which is how tests and demos make its lag long enough to see.
+#   start_pg_pair DIR [APPLY_DELAY]    sets PG_PAIR_PRIMARY_PORT, PG_PAIR_REPLICA_PORT
+#   stop_pg_pair DIR                   stops both (safe to call twice)
+start_pg_pair() {
+  local dir="$1" delay="${2:-0}" bin run=() node
+  if [ -z "$(pg_bin)" ]; then say "installing postgresql"; apt_install postgresql; fi
+  bin="$(pg_bin)"
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then
+    run=(runuser -u postgres --)  # postgres refuses to run as root
+    chown postgres: "$dir"
+    chmod 755 "$dir"
+  fi
+  PG_PAIR_PRIMARY_PORT="$(free_port)"
+  "${run[@]}" "$bin/initdb" -D "$dir/primary" -A trust -U postgres >/dev/null
+  "${run[@]}" "$bin/pg_ctl" -D "$dir/primary" -l "$dir/primary.log" -w \
+    -o "-p $PG_PAIR_PRIMARY_PORT -c listen_addresses=127.0.0.1 -k $dir" start >/dev/null
+  # -R: standby.signal and the connection to the primary; -X stream: the WAL
+  # written during the copy comes along, so the copy starts consistent.
+  "${run[@]}" "$bin/pg_basebackup" -h 127.0.0.1 -p "$PG_PAIR_PRIMARY_PORT" -U postgres \
+    -D "$dir/replica" -R -X stream
+  echo "recovery_min_apply_delay = '$delay'" \
+    | "${run[@]}" tee -a "$dir/replica/postgresql.auto.conf" >/dev/null
+  PG_PAIR_REPLICA_PORT="$(free_port)"
+  "${run[@]}" "$bin/pg_ctl" -D "$dir/replica" -l "$dir/replica.log" -w \
+    -o "-p $PG_PAIR_REPLICA_PORT -c listen_addresses=127.0.0.1 -k $dir" start >/dev/null
+  say "Postgres primary on 127.0.0.1:$PG_PAIR_PRIMARY_PORT, replica on :$PG_PAIR_REPLICA_PORT (applying ${delay} late)"
+}
+
+stop_pg_pair() {
+  local dir="$1" bin run=() node
+  bin="$(pg_bin)"
+  if [ "$(id -u)" = 0 ]; then run=(runuser -u postgres --); fi
+  for node in replica primary; do
+    if [ -f "$dir/$node/postmaster.pid" ]; then
+      "${run[@]}" "$bin/pg_ctl" -D "$dir/$node" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+  done
 }
 
 # --- the release server ------------------------------------------------------------

@@ -35,12 +35,21 @@ say "browser tests (Playwright, Chromium)"
 export FOLIO_E2E_DB="folio_e2e_$(date +%s)_$$"
 export FOLIO_SERVER_BIN="$CARGO_TARGET_DIR/release/server"
 export FOLIO_SITE_ROOT="$ROOT/target/site"
-drop_e2e_db() {
+E2E_PAIR_DIR=""
+cleanup_e2e() {
   if command -v psql >/dev/null; then
     psql "${DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS \"$FOLIO_E2E_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
   fi
+  if [ -n "$E2E_PAIR_DIR" ]; then stop_pg_pair "$E2E_PAIR_DIR"; rm -rf "$E2E_PAIR_DIR"; fi
 }
-trap drop_e2e_db EXIT
+trap cleanup_e2e EXIT
+# replica.spec.ts runs one more instance on a primary whose replica applies
+# every commit 5 s late: the writer's own view must not show that lag.
+E2E_PAIR_DIR="$(mktemp -d /tmp/folio-e2e-pair.XXXXXX)"
+start_pg_pair "$E2E_PAIR_DIR" 5s
+export FOLIO_E2E_REPLICA_PRIMARY="postgres://postgres@127.0.0.1:$PG_PAIR_PRIMARY_PORT"
+export FOLIO_E2E_REPLICA="postgres://postgres@127.0.0.1:$PG_PAIR_REPLICA_PORT"
+export FOLIO_E2E_REPLICA_LAG_MS=5000
 (cd end2end && npx playwright test)
 
 say "cluster: nginx in front of two instances, one killed mid-load"

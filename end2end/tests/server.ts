@@ -34,11 +34,15 @@ export function serverEnv(port: number): Record<string, string> {
   };
 }
 
-/** Starts another instance against the same Postgres and Redis; resolves when ready. */
-export async function startInstance(port: number): Promise<ChildProcess> {
+/** Starts another instance against the same Postgres and Redis (or what
+ * `env` says instead); resolves when ready. */
+export async function startInstance(
+  port: number,
+  env: Record<string, string> = {},
+): Promise<ChildProcess> {
   const root = path.resolve(__dirname, "../..");
   const bin = process.env.FOLIO_SERVER_BIN ?? path.join(root, "target/release/server");
-  const child = spawn(bin, [], { cwd: root, env: serverEnv(port), stdio: "ignore" });
+  const child = spawn(bin, [], { cwd: root, env: { ...serverEnv(port), ...env }, stdio: "ignore" });
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     try {
@@ -51,6 +55,13 @@ export async function startInstance(port: number): Promise<ChildProcess> {
   }
   child.kill();
   throw new Error(`second instance on port ${port} did not become ready`);
+}
+
+/** A series' value on the `/metrics` page of the instance on `port` (0 when absent). */
+export async function metric(port: number, series: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
 }
 
 let counter = 0;

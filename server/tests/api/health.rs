@@ -16,6 +16,8 @@ async fn readyz_reports_both_dependencies() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["postgres"], "ok");
     assert_eq!(body["redis"], "ok");
+    // No replicas configured: nothing to report about them.
+    assert!(body.get("replicas").is_none(), "{body}");
 }
 
 #[tokio::test]

@@ -88,6 +88,20 @@ async fn an_update_is_visible_to_the_next_read() {
 }
 
 #[tokio::test]
+async fn without_replicas_every_read_goes_to_the_primary() {
+    let app = spawn_app_with(|s| s.service.profile_cache_enabled = false).await;
+    let cookie = app.register("frank").await;
+
+    assert_eq!(app.get_profile("frank").await.0, 200);
+    assert_eq!(app.get_profile_as("frank", &cookie).await.0, 200);
+
+    assert_eq!(app.db_reads().await, (0, 2));
+    for reason in ["error", "timeout", "lagging", "conflict"] {
+        assert_eq!(app.replica_fallbacks(reason).await, 0, "{reason}");
+    }
+}
+
+#[tokio::test]
 async fn unknown_names_are_cached_as_absent() {
     let app = spawn_app().await;
 
