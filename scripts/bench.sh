@@ -394,8 +394,8 @@ b, a = read(before), read(after)
 d = lambda s: a.get(s, 0) - b.get(s, 0)
 replica, primary = d('folio_db_reads_total{target="replica"}'), d('folio_db_reads_total{target="primary"}')
 share = 100 * replica / (replica + primary) if replica + primary else 0
-reasons = ", ".join(f"{r} {int(d(f'folio_replica_fallbacks_total{{reason=\"{r}\"}}'))}"
-                    for r in ("lagging", "error", "timeout", "conflict"))
+fallback = lambda r: int(d('folio_replica_fallbacks_total{reason="%s"}' % r))
+reasons = ", ".join(f"{r} {fallback(r)}" for r in ("lagging", "error", "timeout", "conflict"))
 print(f"| {label} | {sent} | {int(replica)} | {int(primary)} | {share:.1f} % | {reasons} | {int(d('folio_replica_lsn_checks_total'))} | {int(d('folio_profile_stale_reads_total'))} |")
 PY
 }

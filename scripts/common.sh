@@ -179,7 +179,7 @@ start_pg_pair() {
   PG_PAIR_REPLICA_PORT="$(free_port)"
   "${run[@]}" "$bin/pg_ctl" -D "$dir/replica" -l "$dir/replica.log" -w \
     -o "-p $PG_PAIR_REPLICA_PORT -c listen_addresses=127.0.0.1 -k $dir" start >/dev/null
-  say "Postgres primary on 127.0.0.1:$PG_PAIR_PRIMARY_PORT, replica on :$PG_PAIR_REPLICA_PORT (applying ${delay} late)"
+  say "Postgres primary on 127.0.0.1:$PG_PAIR_PRIMARY_PORT, replica on :$PG_PAIR_REPLICA_PORT (recovery_min_apply_delay $delay)"
 }
 
 stop_pg_pair() {
