@@ -117,6 +117,9 @@ struct Health {
     /// How far it had replayed, and when that was asked (probe or check).
     replayed: Lsn,
     replayed_at: Option<Instant>,
+    /// Answered its last probe (or has not been probed yet); for logging
+    /// the changes only.
+    down: bool,
 }
 
 struct Replica {
@@ -141,8 +144,12 @@ impl Replica {
         // It may come back from a restart having replayed less than we saw.
         health.replayed = Lsn(0);
         health.replayed_at = None;
+        let was_down = std::mem::replace(&mut health.down, true);
         drop(health);
         self.up.set(0.0);
+        if !was_down {
+            tracing::warn!(replica = %self.label, reason = why.label(), ?cooldown, "replica skipped; its reads go to the primary");
+        }
     }
 }
 
@@ -364,6 +371,8 @@ impl Db {
             (false, false) => {}
         }
         let _one_at_a_time = replica.checking.lock().await;
+        // The check this one waited for may have found the replica failing.
+        self.usable(replica)?;
         match known(replica) {
             (true, _) => return Ok(()),
             (false, true) => return Err(Fallback::Lagging),
@@ -481,6 +490,9 @@ impl Db {
         };
         let now = Instant::now();
         let mut health = replica.health();
+        if std::mem::replace(&mut health.down, false) {
+            tracing::info!(replica = %replica.label, "replica answering; reads go to it again");
+        }
         health.cooling = None;
         health.lag = lag;
         health.probed_at = Some(now);
