@@ -29,6 +29,7 @@
 //! out of the caches live for the lag budget, so no database older than
 //! that may ever answer a read.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -167,6 +168,8 @@ struct Limits {
 pub struct Db {
     primary: PgPool,
     replicas: Vec<Replica>,
+    /// The primary's WAL position at each recent probe, oldest first.
+    primary_positions: Mutex<VecDeque<(Instant, Lsn)>>,
     next: AtomicUsize,
     limits: Limits,
     reads_replica: Counter,
@@ -230,6 +233,7 @@ impl Db {
         Self {
             primary: pools.primary,
             replicas,
+            primary_positions: Mutex::default(),
             next: AtomicUsize::new(0),
             limits: Limits {
                 timeout: config.replica_timeout,
@@ -436,28 +440,55 @@ impl Db {
         .ok()
         .and_then(|r| r.ok())
         .map(|position| Lsn(position as u64));
+        if let Some(position) = primary {
+            let mut positions = self.primary_positions();
+            positions.push_back((Instant::now(), position));
+            // Older than the lag bound: a replica behind it is unusable anyway.
+            while positions.len() > 1
+                && positions[0].0.elapsed() > self.limits.max_lag + self.limits.probe_interval
+            {
+                positions.pop_front();
+            }
+        }
         futures::future::join_all(
             self.replicas
                 .iter()
-                .map(|replica| self.probe_replica(replica, primary)),
+                .map(|replica| self.probe_replica(replica)),
         )
         .await;
     }
 
-    async fn probe_replica(&self, replica: &Replica, primary: Option<Lsn>) {
-        type Row = (bool, Option<i64>, Option<i64>, Option<f64>);
+    fn primary_positions(&self) -> std::sync::MutexGuard<'_, VecDeque<(Instant, Lsn)>> {
+        self.primary_positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How far behind a replica that has replayed `replayed` is, at most:
+    /// it has everything the primary had at the newest probe whose position
+    /// it has passed (taken before asking the replica, so a replica that
+    /// is caught up shows 0).
+    fn behind_by_positions(&self, replayed: Lsn) -> Option<Duration> {
+        self.primary_positions()
+            .iter()
+            .rev()
+            .find(|(_, position)| *position <= replayed)
+            .map(|(at, _)| at.elapsed())
+    }
+
+    async fn probe_replica(&self, replica: &Replica) {
+        type Row = (bool, Option<i64>, Option<f64>);
         let probed = tokio::time::timeout(
             self.limits.timeout,
             sqlx::query_as::<_, Row>(
                 "SELECT pg_is_in_recovery(),
                         (pg_last_wal_replay_lsn() - '0/0')::bigint,
-                        (pg_last_wal_receive_lsn() - '0/0')::bigint,
                         extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8",
             )
             .fetch_one(&replica.pool),
         )
         .await;
-        let (in_recovery, replayed, received, since_last_replay) = match probed {
+        let (in_recovery, replayed, since_last_replay) = match probed {
             Ok(Ok(row)) => row,
             Ok(Err(error)) => {
                 tracing::debug!(replica = %replica.label, error = %error, "replica probe failed");
@@ -470,21 +501,18 @@ impl Db {
             }
         };
         let (replayed, lag) = if !in_recovery {
+            // Not a standby (a replica URL naming a primary): never behind.
             (Lsn::MAX, Some(Duration::ZERO))
         } else {
             let replayed = Lsn(replayed.unwrap_or(0) as u64);
-            // Caught up with what the primary had just before: no lag. A
-            // primary we could not ask: caught up with what it has received.
-            let caught_up = match primary {
-                Some(primary) => replayed >= primary,
-                None => received.is_some_and(|r| Lsn(r as u64) <= replayed),
-            };
-            // Otherwise the age of the newest transaction it shows (an upper
-            // bound: the primary may have been idle for part of it).
-            let lag = if caught_up {
-                Some(Duration::ZERO)
-            } else {
-                since_last_replay.map(|s| Duration::from_secs_f64(s.max(0.0)))
+            // Two upper bounds of how old its data may be; the smaller one
+            // holds. By positions: it has what the primary had at a probe.
+            // By time: it shows every transaction up to the newest one it
+            // replayed (too high after the primary was idle, hence both).
+            let by_time = since_last_replay.map(|s| Duration::from_secs_f64(s.max(0.0)));
+            let lag = match (self.behind_by_positions(replayed), by_time) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             };
             (replayed, lag)
         };
