@@ -301,11 +301,27 @@ async fn a_writers_reads_go_to_the_primary_until_the_replica_has_their_write() {
     assert_eq!(app.db_reads().await, (replica + 1, primary + 2));
     assert_eq!(app.replica_fallbacks("lagging").await, lagging + 2);
 
+    // A probe during the lag reports it: about the 2 s of the apply delay
+    // (a probe's interval more at most), not 0 and not the unknown +Inf.
+    let mut reported = 0.0;
+    while saved_at.elapsed() < LAG && reported == 0.0 {
+        reported = app.replica_lag().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        reported > 0.0 && reported < (LAG * 2).as_secs_f64(),
+        "lag reported during the window: {reported}"
+    );
+
     // Once the replica has replayed the save, her reads return to it.
     pair.catch_up().await;
     let (replica, primary) = app.db_reads().await;
     assert_eq!(app.get_profile_as("bob", &ada).await.0, 200);
     assert_eq!(app.db_reads().await, (replica + 1, primary));
+    eventually("the lag reported back to 0", || async {
+        app.replica_lag().await == 0.0
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -390,6 +390,16 @@ impl TestApp {
         .await
     }
 
+    /// `folio_replica_lag_seconds` of the (one) replica, as last probed.
+    pub async fn replica_lag(&self) -> f64 {
+        let text = self.metrics_text().await;
+        text.lines()
+            .find(|line| line.starts_with("folio_replica_lag_seconds{"))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no replica lag in:\n{text}"))
+    }
+
     /// Waits until this instance's probes find every replica up and within
     /// the lag bound (at start the replica may not have the database yet).
     pub async fn wait_for_replicas(&self) {

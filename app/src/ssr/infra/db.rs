@@ -469,11 +469,15 @@ impl Db {
     /// it has passed (taken before asking the replica, so a replica that
     /// is caught up shows 0).
     fn behind_by_positions(&self, replayed: Lsn) -> Option<Duration> {
-        self.primary_positions()
-            .iter()
-            .rev()
-            .find(|(_, position)| *position <= replayed)
-            .map(|(at, _)| at.elapsed())
+        let positions = self.primary_positions();
+        let mut newest_first = positions.iter().rev();
+        match newest_first.next() {
+            // Caught up with this very probe.
+            Some((_, position)) if *position <= replayed => Some(Duration::ZERO),
+            _ => newest_first
+                .find(|(_, position)| *position <= replayed)
+                .map(|(at, _)| at.elapsed()),
+        }
     }
 
     async fn probe_replica(&self, replica: &Replica) {
