@@ -7,6 +7,8 @@
 #   ./scripts/bench.sh                 3 rounds of 5 s per scenario, 10 000 users
 #   ./scripts/bench.sh --rounds 5 --duration 10
 #   ./scripts/bench.sh --smoke         1 round of 1 s per scenario, 200 users (make test)
+#   ./scripts/bench.sh --replicas      only the replica rows (with the ceilings and the
+#                                      hot key they compare with), into bench/out/
 #
 # This machine is shared and noisy: the same build's ceiling moved by 30 %
 # between two minutes. So each round runs the ceilings and the scenarios
@@ -19,14 +21,16 @@ DURATION=5
 ROUNDS=3
 USERS=10000
 SMOKE=""
+ONLY_REPLICAS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=1; DURATION=1; ROUNDS=1; USERS=200 ;;
+    --replicas) ONLY_REPLICAS=1 ;;
     --duration) DURATION="$2"; shift ;;
     --duration=*) DURATION="${1#*=}" ;;
     --rounds) ROUNDS="$2"; shift ;;
     --rounds=*) ROUNDS="${1#*=}" ;;
-    *) echo "usage: $0 [--smoke] [--duration SECS] [--rounds N]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--smoke] [--replicas] [--duration SECS] [--rounds N]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -44,7 +48,9 @@ mkdir -p "$WORK"
 # Redis prefix and bench/out/ (and would skew each other's numbers anyway).
 exec 9>"$WORK/.lock"
 if ! flock -n 9; then say "another benchmark is running; waiting for it"; flock 9; fi
-if [ -n "$SMOKE" ]; then RESULTS="$WORK/results.md"; else RESULTS="$ROOT/bench/results.md"; fi
+if [ -n "$SMOKE" ]; then RESULTS="$WORK/results.md"
+elif [ -n "$ONLY_REPLICAS" ]; then RESULTS="$WORK/results-replicas.md"
+else RESULTS="$ROOT/bench/results.md"; fi
 PORT=3300
 BASE="http://127.0.0.1:$PORT"
 PREFIX="bench:"
@@ -230,6 +236,7 @@ for c in 1 64; do
     run_wrk "ceiling B: GET /bench/redis" $c get /bench/redis
     run_wrk "get_profile warm, hot key" $c hot /api/get_profile
     run_wrk "get_profile warm, hot key, signed in" $c hot_signed_in /api/get_profile
+    [ -n "$ONLY_REPLICAS" ] && continue
     run_wrk "get_profile warm, spread keys" $c spread /api/get_profile
     run_wrk "/u/:username page, warm" $c get /u/user1
     # What every request behind the server's layers costs with no work at
@@ -239,18 +246,20 @@ for c in 1 64; do
 done
 ROUND=1
 
-say "login at concurrency 64, /healthz at concurrency 1 meanwhile"
-run_wrk "login (argon2id)" 64 login /api/login &
-LOGIN_PID=$!
-sleep 0.2
-run_wrk "/healthz during login load" 1 get /healthz
-wait "$LOGIN_PID"
+if [ -z "$ONLY_REPLICAS" ]; then
+  say "login at concurrency 64, /healthz at concurrency 1 meanwhile"
+  run_wrk "login (argon2id)" 64 login /api/login &
+  LOGIN_PID=$!
+  sleep 0.2
+  run_wrk "/healthz during login load" 1 get /healthz
+  wait "$LOGIN_PID"
 
-stop_server
-start_server FOLIO_PAGE_CACHE_PAGES=0
-for c in 1 64; do
-  for ROUND in $(seq "$ROUNDS"); do run_wrk "/u/:username page, rendered every time" $c get /u/user1; done
-done
+  stop_server
+  start_server FOLIO_PAGE_CACHE_PAGES=0
+  for c in 1 64; do
+    for ROUND in $(seq "$ROUNDS"); do run_wrk "/u/:username page, rendered every time" $c get /u/user1; done
+  done
+fi
 
 stop_server
 start_server FOLIO_PROFILE_CACHE=off FOLIO_PAGE_CACHE_PAGES=0
