@@ -87,6 +87,41 @@ async fn unreachable_postgres_stops_start_with_one_clear_line() {
 }
 
 #[tokio::test]
+async fn an_invalid_replica_url_stops_start_with_one_clear_line() {
+    let mut settings = server::config::Settings::from_env().unwrap();
+    settings.database_replica_urls = vec!["postgres://u:secret@127.0.0.1:notaport/folio".into()];
+    let error = server::startup::Application::build(settings)
+        .await
+        .err()
+        .expect("start must fail");
+    let line = error.to_string();
+    assert!(line.contains("DATABASE_REPLICA_URLS"), "{line}");
+    assert!(!line.contains("secret") && !line.contains('\n'), "{line}");
+}
+
+#[tokio::test]
+async fn an_unreachable_replica_leaves_folio_ready_and_reading_from_the_primary() {
+    let app = spawn_app_with(|s| {
+        s.database_replica_urls = vec!["postgres://postgres@127.0.0.1:1/folio".into()];
+    })
+    .await;
+    app.register("frank").await;
+
+    assert_eq!(app.get_profile("frank").await.0, 200);
+
+    let (status, ready) = app.readyz().await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["replicas"], "degraded");
+    assert_eq!(ready["replica_status"]["127.0.0.1:1/folio"], "unavailable");
+    assert_eq!(app.db_reads().await, (0, 1));
+    assert_eq!(
+        app.metric(r#"folio_replica_up{replica="127.0.0.1:1/folio"}"#)
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
 async fn unreachable_redis_stops_start_with_one_clear_line() {
     let mut settings = server::config::Settings::from_env().unwrap();
     settings.redis_url = "redis://127.0.0.1:1".into();
