@@ -72,6 +72,7 @@ stop_server() {
 PAIR_DIR=""
 cleanup() {
   stop_server
+  if [ -n "${PRIMARY_ONLY_PID:-}" ]; then kill "$PRIMARY_ONLY_PID" 2>/dev/null || true; wait "$PRIMARY_ONLY_PID" 2>/dev/null || true; fi
   if [ -n "$PAIR_DIR" ]; then stop_pg_pair "$PAIR_DIR"; rm -rf "$PAIR_DIR"; fi
 }
 trap cleanup EXIT
@@ -183,13 +184,13 @@ end"
 # Each row: scenario|concurrency|round|rps|p50_us|p99_us|errors
 ROWS="$WORK/rows.txt"; : >"$ROWS"
 ROUND=1
-run_wrk() { # scenario, concurrency, script, path  -> appends a row, echoes the RESULT line
-  local scenario=$1 conns=$2 script=$3 path=$4 threads=1
+run_wrk() { # scenario, concurrency, script, path [, base URL]  -> appends a row, echoes the RESULT line
+  local scenario=$1 conns=$2 script=$3 path=$4 base=${5:-$BASE} threads=1
   [ "$conns" -gt 1 ] && threads=2
   local out
   # A 10 s timeout: queued logins take seconds, and wrk would count them as
   # errors at its default 2 s instead of measuring them.
-  out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --timeout 10s --latency -s "$WORK/$script.lua" "$BASE$path")
+  out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --timeout 10s --latency -s "$WORK/$script.lua" "$base$path")
   local line; line=$(grep '^RESULT ' <<<"$out" || true)
   if [ -z "$line" ]; then echo "$out" >&2; echo "wrk printed no result for $scenario" >&2; exit 1; fi
   local rps p50 p99 bad sock
@@ -290,19 +291,30 @@ routing_counters() {
   curl -fsS "$BASE/metrics" | grep -E '^folio_(db_reads_total|replica_fallbacks_total|replica_lsn_checks_total|profile_stale_reads_total|profile_db_queries_total)' || true
 }
 
+# The same server without the replica on the next port: each round reads
+# through the replica and through the primary back to back, so that the
+# machine's noise falls on both alike.
+PRIMARY_ONLY_PID=""
+PRIMARY_ONLY_BASE="http://127.0.0.1:$((PORT + 1))"
 start_server DATABASE_URL="$PAIR_URL" DATABASE_REPLICA_URLS="$REPLICA_URL" \
   FOLIO_PROFILE_CACHE=off FOLIO_PAGE_CACHE_PAGES=0
+release_server "$((PORT + 1))" DATABASE_URL="$PAIR_URL" REDIS_URL="$REDIS_URL" FOLIO_LOG=warn \
+  FOLIO_REDIS_PREFIX="$PREFIX" FOLIO_PROFILE_CACHE=off FOLIO_PAGE_CACHE_PAGES=0 \
+  >>"$WORK/server.log" 2>&1 &
+PRIMARY_ONLY_PID=$!
+wait_http_200 "$PRIMARY_ONLY_BASE/readyz" 30 || { tail -n 20 "$WORK/server.log"; exit 1; }
 routing_counters >"$WORK/routing.before"
 for c in 1 64; do
-  for ROUND in $(seq "$ROUNDS"); do run_wrk "get_profile, cache off, replica" $c hot /api/get_profile; done
+  for ROUND in $(seq "$ROUNDS"); do
+    run_wrk "get_profile, cache off, replica" $c hot /api/get_profile
+    run_wrk "get_profile, cache off, primary of the pair" $c hot /api/get_profile "$PRIMARY_ONLY_BASE"
+  done
 done
 routing_counters >"$WORK/routing.after"
 stop_server
-start_server DATABASE_URL="$PAIR_URL" FOLIO_PROFILE_CACHE=off FOLIO_PAGE_CACHE_PAGES=0
-for c in 1 64; do
-  for ROUND in $(seq "$ROUNDS"); do run_wrk "get_profile, cache off, primary of the pair" $c hot /api/get_profile; done
-done
-stop_server
+kill "$PRIMARY_ONLY_PID" 2>/dev/null || true
+wait "$PRIMARY_ONLY_PID" 2>/dev/null || true
+PRIMARY_ONLY_PID=""
 
 # The mixed run: signed-in workers, each saving its own profile on 5 % of
 # its requests and otherwise reading random profiles (half of the reads with
@@ -450,6 +462,8 @@ for line in open(sys.argv[1]):
     rows.setdefault((scenario, int(conns)), []).append(
         (int(rnd), float(rps), int(p50), int(p99), int(errors)))
 def ceiling_of(scenario):
+    # The replica against the primary of the same pair, round by round.
+    if scenario == "get_profile, cache off, replica": return "get_profile, cache off, primary of the pair", "the pair's primary"
     if scenario.startswith("get_profile"): return "ceiling B: GET /bench/redis", "B"
     if scenario.startswith("/u/") or scenario.startswith("/healthz (fixed"): return "ceiling A: GET /bench/static", "A"
     return None, None
@@ -465,7 +479,8 @@ for (scenario, conns), runs in rows.items():
     if name and (name, conns) in rows:
         by_round = {r[0]: r[1] for r in rows[(name, conns)]}
         same = [r[1] / by_round[r[0]] for r in runs if r[0] in by_round and by_round[r[0]] > 0]
-        own_run = scenario not in ("/u/:username page, rendered every time", "get_profile, cache off (Postgres)")
+        own_run = scenario not in ("/u/:username page, rendered every time", "get_profile, cache off (Postgres)",
+                                   "get_profile, cache off, primary of the pair")
         if not own_run or not same:
             same = [rps / st.median(by_round.values())]
         ratio = f"{st.median(same):.2f} × {letter}"
