@@ -202,8 +202,10 @@ stop_pg_pair() {
 # server itself (callers kill it and read its /proc status).
 release_server() {
   local port="$1"; shift
+  # Loopback only: /metrics may be open (a release build closes it unless
+  # told; a FOLIO_METRICS_TOKEN in "$@" still wins).
   exec env LEPTOS_OUTPUT_NAME=folio LEPTOS_SITE_ROOT="$ROOT/target/site" LEPTOS_SITE_PKG_DIR=pkg \
-    LEPTOS_SITE_ADDR="127.0.0.1:$port" "$@" "$CARGO_TARGET_DIR/release/server"
+    LEPTOS_SITE_ADDR="127.0.0.1:$port" FOLIO_METRICS_OPEN=on "$@" "$CARGO_TARGET_DIR/release/server"
 }
 
 # Polls until $1 answers 200, for at most $2 seconds.

@@ -31,6 +31,8 @@ export function serverEnv(port: number): Record<string, string> {
     FOLIO_REGISTER_LIMIT_IP: "10000/60",
     FOLIO_LOGIN_LIMIT_IP: "10000/60",
     FOLIO_LOG: "warn",
+    // The tests read /metrics of the release build they run.
+    FOLIO_METRICS_OPEN: "on",
   };
 }
 

@@ -23,6 +23,8 @@
 //! | `FOLIO_DB_MAX_CONNECTIONS` | `10` | Postgres pool size |
 //! | `FOLIO_INSTANCE` | host name | sent as `x-folio-instance` on every response (which instance answered) |
 //! | `FOLIO_METRICS_TOKEN` | (none) | when set, `/metrics` requires `Authorization: Bearer <token>` |
+//! | `FOLIO_METRICS_OPEN` | `off` in a release build | `on`: `/metrics` without a token (a release build without a token otherwise answers 404: the metrics name routes and load) |
+//! | `FOLIO_HSTS_MAX_AGE` | (none) | seconds: every response carries `Strict-Transport-Security: max-age=<n>; includeSubDomains` (only behind TLS) |
 //! | `FOLIO_BENCH_ENDPOINTS` | `off` | `on` mounts the benchmark's ceiling endpoints under `/bench/` |
 //! | `FOLIO_EVENTS_REDIS_URL` | `REDIS_URL` | the Redis of the event streams; one with persistence (AOF) and `noeviction`, which a cache Redis may not have |
 //! | `FOLIO_EVENT_WORKERS` | `on` | `off`: this server does not run the relay and consumers (run `server --worker` elsewhere) |
@@ -59,7 +61,9 @@ pub struct Settings {
     /// only: no environment variable turns it on.
     pub panic_routes: bool,
     pub instance: String,
-    pub metrics_token: Option<String>,
+    pub metrics_access: MetricsAccess,
+    /// `Strict-Transport-Security`'s max-age, for deployments behind TLS.
+    pub hsts_max_age: Option<u64>,
     pub events_redis_url: String,
     /// Run the outbox relay and the event consumers in this process.
     pub event_workers: bool,
@@ -234,7 +238,15 @@ impl Settings {
             db_max_connections: parse("FOLIO_DB_MAX_CONNECTIONS", 10)?,
             page_cache_pages: parse("FOLIO_PAGE_CACHE_PAGES", 1000)?,
             instance,
-            metrics_token: var("FOLIO_METRICS_TOKEN"),
+            metrics_access: MetricsAccess::decide(
+                var("FOLIO_METRICS_TOKEN"),
+                switch("FOLIO_METRICS_OPEN", false)?,
+                cfg!(debug_assertions),
+            ),
+            hsts_max_age: match var("FOLIO_HSTS_MAX_AGE") {
+                None => None,
+                Some(_) => Some(parse("FOLIO_HSTS_MAX_AGE", 0u64)?).filter(|&age| age > 0),
+            },
             bench_endpoints: var("FOLIO_BENCH_ENDPOINTS").is_some_and(|v| v == "on"),
             panic_routes: false,
             service,
@@ -262,6 +274,29 @@ impl Settings {
     }
 }
 
+/// Who may read `/metrics`. The page names every route, the load and the
+/// dependencies' health: useful to an attacker planning a flood, so a
+/// release build shows it only with a token, or when the deployment says it
+/// is on a private listener (`FOLIO_METRICS_OPEN=on`). A debug build is open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsAccess {
+    Open,
+    /// `Authorization: Bearer <token>`, compared in constant time.
+    Token(String),
+    /// `/metrics` answers 404.
+    Closed,
+}
+
+impl MetricsAccess {
+    pub fn decide(token: Option<String>, open: bool, debug_build: bool) -> Self {
+        match token {
+            Some(token) => Self::Token(token),
+            None if open || debug_build => Self::Open,
+            None => Self::Closed,
+        }
+    }
+}
+
 /// A URL for messages: the password, if any, replaced.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -279,6 +314,26 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_release_build_keeps_metrics_closed_unless_told_otherwise() {
+        assert_eq!(
+            MetricsAccess::decide(None, false, false),
+            MetricsAccess::Closed
+        );
+        assert_eq!(
+            MetricsAccess::decide(None, true, false),
+            MetricsAccess::Open
+        );
+        assert_eq!(
+            MetricsAccess::decide(None, false, true),
+            MetricsAccess::Open
+        );
+        assert_eq!(
+            MetricsAccess::decide(Some("t".into()), true, true),
+            MetricsAccess::Token("t".into())
+        );
+    }
 
     #[test]
     fn redacts_passwords_in_urls() {

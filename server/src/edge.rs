@@ -5,7 +5,10 @@
 //! (`crate::target`) and cross-site writes (`crate::csrf`), answers from a
 //! stored profile page when it can (`crate::page_cache`), records its
 //! metrics, and on the way out adds the security headers and the cache
-//! policy (`crate::hygiene`) and says which instance answered. A handler's
+//! policy (`crate::hygiene`) and says which instance answered. A page
+//! request carrying a form error this server did not seal is sent back
+//! without it, and an answer to a post redirects only within this site with
+//! its error sealed (`crate::form_errors`). A handler's
 //! panic reaches it as a 500 already (`crate::panics`, the layer inside it).
 //!
 //! These were nine tower layers (request id, trace, propagate, four header
@@ -29,6 +32,7 @@ use tracing::Instrument;
 use app::ssr::AppState;
 
 use crate::csrf;
+use crate::form_errors::FormErrorSeal;
 use crate::hygiene::{self, CachePolicy};
 use crate::metrics::{self, HttpMetrics};
 use crate::page_cache::{self, PageCache};
@@ -48,16 +52,29 @@ pub struct Edge {
     instance: HeaderValue,
     ids: RequestIds,
     http_metrics: HttpMetrics,
+    form_errors: FormErrorSeal,
+    /// `Strict-Transport-Security`, when the deployment is behind TLS.
+    hsts: Option<HeaderValue>,
 }
 
 impl Edge {
-    pub fn new(app: AppState, pages: Arc<PageCache>, instance: &str) -> Arc<Self> {
+    pub fn new(
+        app: AppState,
+        pages: Arc<PageCache>,
+        instance: &str,
+        form_errors: FormErrorSeal,
+        hsts_max_age: Option<u64>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             http_metrics: HttpMetrics::new(&app.metrics),
             app,
             pages,
             instance: HeaderValue::from_str(instance).unwrap_or(HeaderValue::from_static("folio")),
             ids: RequestIds::new(),
+            form_errors,
+            hsts: hsts_max_age.and_then(|age| {
+                HeaderValue::from_str(&format!("max-age={age}; includeSubDomains")).ok()
+            }),
         })
     }
 }
@@ -112,6 +129,10 @@ pub async fn around_every_request(
     let route = metrics::route_of(&request);
     let method = request.method().clone();
     let policy = CachePolicy::of(&request);
+    let is_post = !matches!(
+        method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
 
     let response = async {
         if let Some(reason) = target::malformed(&request) {
@@ -129,7 +150,13 @@ pub async fn around_every_request(
         if csrf::is_cross_site(&request) {
             return csrf::refuse(&request);
         }
-        let response = page_cache::serve(&edge.app, &edge.pages, request, next).await;
+        if let Some(redirect) = edge.form_errors.refuse_unsealed(&request) {
+            return redirect;
+        }
+        let mut response = page_cache::serve(&edge.app, &edge.pages, request, next).await;
+        if is_post {
+            edge.form_errors.seal_redirect(&mut response);
+        }
         if response.extensions().get::<PanicCaught>().is_some() {
             // The panic hook has logged it, in this span.
             return panics::answer_for_route(response, route.as_str());
@@ -149,6 +176,9 @@ pub async fn around_every_request(
     hygiene::add_security_headers(headers);
     headers.insert(REQUEST_ID, request_id);
     headers.insert(INSTANCE, edge.instance.clone());
+    if let Some(hsts) = &edge.hsts {
+        headers.insert(axum::http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     response
 }
 

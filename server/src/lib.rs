@@ -6,6 +6,7 @@ mod bench;
 pub mod config;
 mod csrf;
 mod edge;
+mod form_errors;
 mod health;
 mod hygiene;
 mod metrics;

@@ -14,8 +14,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::config::MetricsAccess;
 use crate::health;
-use crate::startup::MetricsToken;
 
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -146,16 +146,25 @@ impl HttpMetrics {
 
 pub async fn render(
     State(state): State<AppState>,
-    State(token): State<MetricsToken>,
+    State(access): State<MetricsAccess>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(expected) = token.0.as_deref() {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(expected) {
-            return StatusCode::UNAUTHORIZED.into_response();
+    match &access {
+        MetricsAccess::Open => {}
+        MetricsAccess::Closed => return StatusCode::NOT_FOUND.into_response(),
+        MetricsAccess::Token(expected) => {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            // Constant time: the answer's timing must not say how much of a
+            // guess was right. (The length is not secret.)
+            let matches: bool =
+                subtle::ConstantTimeEq::ct_eq(given.as_bytes(), expected.as_bytes()).into();
+            if !matches {
+                return StatusCode::UNAUTHORIZED.into_response();
+            }
         }
     }
     // Gauges of live values are read when scraped. The dependency probe

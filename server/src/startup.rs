@@ -23,8 +23,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use tokio::net::TcpListener;
 
-use crate::config::{redact, Settings};
+use crate::config::{redact, MetricsAccess, Settings};
 use crate::edge::{self, Edge};
+use crate::form_errors::FormErrorSeal;
 use crate::page_cache::PageCache;
 use crate::{health, hygiene, metrics, panics};
 
@@ -55,7 +56,7 @@ pub struct RouterState(Arc<RouterStateInner>);
 pub struct RouterStateInner {
     pub leptos_options: LeptosOptions,
     pub app: AppState,
-    pub metrics_token: MetricsToken,
+    pub metrics_access: MetricsAccess,
     pub pages: Arc<PageCache>,
 }
 
@@ -78,9 +79,9 @@ impl FromRef<RouterState> for AppState {
     }
 }
 
-impl FromRef<RouterState> for MetricsToken {
+impl FromRef<RouterState> for MetricsAccess {
     fn from_ref(state: &RouterState) -> Self {
-        state.0.metrics_token.clone()
+        state.0.metrics_access.clone()
     }
 }
 
@@ -89,10 +90,6 @@ impl FromRef<RouterState> for Arc<PageCache> {
         state.0.pages.clone()
     }
 }
-
-/// `/metrics` asks for this bearer token when set.
-#[derive(Clone, Default)]
-pub struct MetricsToken(pub Option<String>);
 
 pub struct Application {
     listener: TcpListener,
@@ -236,6 +233,12 @@ impl Application {
                 url: redact(&settings.database_url),
                 cause: e.to_string(),
             })?;
+        let form_errors = FormErrorSeal::load(&db)
+            .await
+            .map_err(|e| StartupError::Migrate {
+                url: redact(&settings.database_url),
+                cause: format!("reading the deployment's form-error key: {e}"),
+            })?;
         let pools = Pools {
             primary: db,
             replicas,
@@ -271,7 +274,7 @@ impl Application {
         let router_state = RouterState::new(RouterStateInner {
             leptos_options: leptos_options(&settings),
             app: state.clone(),
-            metrics_token: MetricsToken(settings.metrics_token.clone()),
+            metrics_access: settings.metrics_access.clone(),
             pages: pages.clone(),
         });
         let mut router = if settings.worker_only {
@@ -279,7 +282,13 @@ impl Application {
         } else {
             router(
                 router_state.clone(),
-                Edge::new(state.clone(), pages.clone(), &settings.instance),
+                Edge::new(
+                    state.clone(),
+                    pages.clone(),
+                    &settings.instance,
+                    form_errors,
+                    settings.hsts_max_age,
+                ),
                 settings.panic_routes,
             )
         };

@@ -1,4 +1,5 @@
 use crate::support::{spawn_app, spawn_app_with};
+use server::config::MetricsAccess;
 
 #[tokio::test]
 async fn healthz_answers_ok() {
@@ -149,7 +150,7 @@ async fn oversized_bodies_are_refused_before_any_work() {
 
 #[tokio::test]
 async fn metrics_count_requests_per_route_and_can_require_a_token() {
-    let app = spawn_app_with(|s| s.metrics_token = Some("s3cret".into())).await;
+    let app = spawn_app_with(|s| s.metrics_access = MetricsAccess::Token("s3cret".into())).await;
     app.call("count_users", &[], &Default::default()).await;
 
     let anonymous = app.client.get(app.url("/metrics")).send().await.unwrap();
