@@ -3,6 +3,7 @@
 
 mod accounts;
 mod health;
+mod previews;
 mod profiles;
 mod robustness;
 
