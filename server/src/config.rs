@@ -7,6 +7,7 @@
 //! | `DATABASE_REPLICA_URLS` | (none) | comma-separated streaming replicas of it for public reads; none: every read goes to the primary |
 //! | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis |
 //! | `LEPTOS_SITE_ADDR` | `127.0.0.1:3000` | address to listen on (cargo-leptos sets it) |
+//! | `FOLIO_PUBLIC_URL` | `http://` + `LEPTOS_SITE_ADDR` | the address people reach Folio at (`https://folio.example`): canonical links and link previews of profiles, never taken from a request's `Host` |
 //! | `LEPTOS_ENV` | `PROD` in a release build, `DEV` in a debug one | `DEV` allows `cargo leptos watch`'s reload websocket in the CSP |
 //! | `FOLIO_LOG` / `RUST_LOG` | `info` | tracing filter |
 //! | `FOLIO_LOG_FORMAT` | `text` | `json` for one JSON object per line |
@@ -210,6 +211,11 @@ impl Settings {
             ..defaults
         };
         let redis_url = var("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
+        let addr = parse("LEPTOS_SITE_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
+        let service = ServiceConfig {
+            public_url: public_url(var("FOLIO_PUBLIC_URL"), addr)?,
+            ..service
+        };
         Ok(Self {
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/folio".to_owned()),
@@ -226,7 +232,7 @@ impl Settings {
             redis_url,
             event_workers: switch("FOLIO_EVENT_WORKERS", true)?,
             worker_only: false,
-            addr: parse("LEPTOS_SITE_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
+            addr,
             dev_mode: match var("LEPTOS_ENV").map(|v| v.to_ascii_lowercase()) {
                 Some(env) => matches!(env.as_str(), "dev" | "development"),
                 None => cfg!(debug_assertions),
@@ -297,6 +303,38 @@ impl MetricsAccess {
     }
 }
 
+/// `FOLIO_PUBLIC_URL`, an http(s) origin with an optional path prefix and
+/// no trailing slash; by default the address Folio listens on, which is
+/// right for development only (behind a proxy, set it).
+fn public_url(value: Option<String>, addr: SocketAddr) -> Result<String, ConfigError> {
+    let Some(value) = value else {
+        let host = if addr.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        } else {
+            addr
+        };
+        return Ok(format!("http://{host}"));
+    };
+    let url = value.trim().trim_end_matches('/');
+    let host = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("");
+    if host.is_empty()
+        || url.contains(['?', '#', '"', '<', '>', ' '])
+        || url.chars().any(|c| c.is_control())
+    {
+        return Err(ConfigError {
+            variable: "FOLIO_PUBLIC_URL",
+            value,
+            reason: "expected an http:// or https:// address such as https://folio.example"
+                .to_owned(),
+        });
+    }
+    Ok(url.to_owned())
+}
+
 /// A URL for messages: the password, if any, replaced.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -333,6 +371,32 @@ mod tests {
             MetricsAccess::decide(Some("t".into()), true, true),
             MetricsAccess::Token("t".into())
         );
+    }
+
+    #[test]
+    fn the_public_url_is_an_http_origin_without_a_trailing_slash() {
+        let addr: SocketAddr = "0.0.0.0:3000".parse().unwrap();
+        assert_eq!(public_url(None, addr).unwrap(), "http://127.0.0.1:3000");
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(public_url(None, addr).unwrap(), "http://127.0.0.1:8080");
+        let set = |v: &str| public_url(Some(v.to_owned()), addr);
+        assert_eq!(
+            set("https://folio.example/").unwrap(),
+            "https://folio.example"
+        );
+        assert_eq!(
+            set("https://example.org/folio").unwrap(),
+            "https://example.org/folio"
+        );
+        for bad in [
+            "folio.example",
+            "ftp://folio.example",
+            "https://",
+            "https://a.example/?x",
+            "https://a\"b",
+        ] {
+            assert!(set(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

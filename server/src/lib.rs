@@ -3,6 +3,7 @@
 //! so tests can build the same application on a spare port.
 
 mod bench;
+mod card;
 pub mod config;
 mod csrf;
 mod edge;

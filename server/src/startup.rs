@@ -408,6 +408,7 @@ fn router(router_state: RouterState, edge: Arc<Edge>, panic_routes: bool) -> Rou
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
+        .route("/card/{file}", get(crate::card::png))
         .leptos_routes_with_context(&router_state, routes, context.clone(), move || {
             shell(leptos_options.clone())
         })

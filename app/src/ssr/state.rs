@@ -33,6 +33,9 @@ pub struct ServiceConfig {
     /// Prepended to every Redis key, so that tests (and several deployments)
     /// can share one Redis without seeing each other's keys.
     pub redis_prefix: String,
+    /// Where people reach Folio (`https://folio.example`, no trailing
+    /// slash): the canonical address and link previews of public pages.
+    pub public_url: String,
     /// A session unused this long is gone. 24 h: long enough
     /// that a daily user is not asked to sign in again, short enough that a
     /// forgotten shared computer is signed out by tomorrow.
@@ -84,6 +87,7 @@ impl Default for ServiceConfig {
     fn default() -> Self {
         Self {
             redis_prefix: "folio:".to_owned(),
+            public_url: "http://127.0.0.1:3000".to_owned(),
             session_idle: Duration::from_secs(24 * 3600),
             session_absolute: Duration::from_secs(7 * 24 * 3600),
             login_failures_per_account: Limit::new(5, 15 * 60),

@@ -27,6 +27,14 @@ where
 /// A labelled input. `live` validates while typing (from the shared domain
 /// types); `server` shows what the server said about the last submission.
 /// The live message wins once the person has typed something.
+///
+/// The input is not controlled by `value`: the DOM keeps what is typed and
+/// `value` follows it. A controlled input (`prop:value`) would be set from
+/// the signal when the island hydrates, erasing whatever a person or a
+/// password manager put there before the WASM arrived; instead the island
+/// adopts the field's current value once it is hydrated. The form is
+/// submitted from the DOM (`FromFormData`), so the value posted is always
+/// the one shown.
 #[component]
 pub fn Field(
     label: &'static str,
@@ -41,9 +49,28 @@ pub fn Field(
 ) -> impl IntoView {
     let touched = RwSignal::new(false);
     // A new answer from the server is newer than anything typed before it.
+    Effect::watch(
+        move || server.track(),
+        move |_, _, _| touched.set(false),
+        false,
+    );
+    let input_ref = NodeRef::<leptos::html::Input>::new();
+    let textarea_ref = NodeRef::<leptos::html::Textarea>::new();
+    // Effects run once the island is hydrated: take what the field holds by
+    // then. Typed before hydration counts as typed (the live check speaks),
+    // unless the server already said something about this field.
     Effect::new(move |_| {
-        server.track();
-        touched.set(false);
+        let current = match (input_ref.get(), textarea_ref.get()) {
+            (Some(input), _) => input.value(),
+            (None, Some(textarea)) => textarea.value(),
+            (None, None) => return,
+        };
+        if current != value.get_untracked() {
+            value.set(current);
+            if server.get_untracked().is_none() {
+                touched.set(true);
+            }
+        }
     });
     let error = Signal::derive(move || {
         if touched.get() {
@@ -76,7 +103,7 @@ pub fn Field(
                         rows="5"
                         aria-invalid=move || error.get().is_some().to_string()
                         aria-describedby=error_id.clone()
-                        prop:value=move || value.get()
+                        node_ref=textarea_ref
                         on:input=move |ev| { value.set(event_target_value(&ev)); touched.set(true); }
                     >{value.get_untracked()}</textarea>
                 })
@@ -89,7 +116,7 @@ pub fn Field(
                         autocomplete=autocomplete
                         aria-invalid=move || error.get().is_some().to_string()
                         aria-describedby=error_id.clone()
-                        prop:value=move || value.get()
+                        node_ref=input_ref
                         value=value.get_untracked()
                         on:input=move |ev| { value.set(event_target_value(&ev)); touched.set(true); }
                     />

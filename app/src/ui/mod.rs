@@ -123,12 +123,25 @@ pub fn App() -> impl IntoView {
 
     view! {
         <Link rel="icon" href="/favicon.svg"/>
-        <Title formatter=|title: String| if title.is_empty() { "Folio".to_owned() } else { format!("{title} · Folio") }/>
+        <Title formatter=|title: String| escape_title(if title.is_empty() { "Folio".to_owned() } else { format!("{title} · Folio") })/>
         <Router>
             <Pages/>
         </Router>
         <HydrationMarker/>
     }
+}
+
+/// leptos_meta writes the `<title>` into the server's HTML as it is, and a
+/// title holds people's display names: `</title><meta http-equiv=refresh …>`
+/// would become markup. Escaped here, on the server only (islands never set
+/// the title in the browser, where `document.title` takes plain text).
+fn escape_title(title: String) -> String {
+    #[cfg(feature = "ssr")]
+    let title = title
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    title
 }
 
 /// Browser tests wait for `data-hydrated` on `<body>` before clicking. This

@@ -1,6 +1,6 @@
 use leptos::either::{Either, EitherOf3};
 use leptos::prelude::*;
-use leptos_meta::{Meta, Title};
+use leptos_meta::{Link, Meta, Title};
 use leptos_router::components::Redirect;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
@@ -17,6 +17,55 @@ fn description(profile: &Profile) -> String {
         format!("{} (@{}) on Folio", profile.display_name, profile.username)
     } else {
         first_line.chars().take(160).collect()
+    }
+}
+
+/// Folio's public address (`FOLIO_PUBLIC_URL`), without a trailing slash.
+/// From the configuration, never from the request's `Host`: a stored page is
+/// served to everyone, and a forged `Host` must not end up in its links.
+fn public_url() -> String {
+    #[cfg(feature = "ssr")]
+    let url = use_context::<crate::ssr::AppState>()
+        .map(|state| state.config.public_url.clone())
+        .unwrap_or_default();
+    #[cfg(not(feature = "ssr"))]
+    let url = String::new();
+    url
+}
+
+/// The picture a link preview shows: the avatar, or a generated one (a PNG:
+/// most link-preview crawlers do not render SVG).
+fn preview_image(base: &str, profile: &Profile) -> String {
+    match &profile.avatar_url {
+        Some(avatar) => avatar.clone(),
+        None => format!("{base}/card/{}.png", profile.username),
+    }
+}
+
+/// The page's canonical address and its link preview (Open Graph and Twitter
+/// card tags), in the `<head>` through leptos_meta, which escapes them like
+/// any attribute. Part of the rendered page, so a stored page carries the
+/// tags of its version.
+#[component]
+fn LinkPreview(profile: Profile) -> impl IntoView {
+    let base = public_url();
+    let url = format!("{base}/u/{}", profile.username);
+    let title = format!("{} (@{})", profile.display_name, profile.username);
+    let generated = profile.avatar_url.is_none();
+    view! {
+        <Link rel="canonical" href=url.clone()/>
+        <Meta property="og:type" content="profile"/>
+        <Meta property="og:site_name" content="Folio"/>
+        <Meta property="og:title" content=title/>
+        <Meta property="og:description" content=description(&profile)/>
+        <Meta property="og:url" content=url/>
+        <Meta property="og:image" content=preview_image(&base, &profile)/>
+        {generated.then(|| view! {
+            <Meta property="og:image:width" content="600"/>
+            <Meta property="og:image:height" content="600"/>
+        })}
+        <Meta property="profile:username" content=profile.username.clone()/>
+        <Meta name="twitter:card" content="summary"/>
     }
 }
 
@@ -65,6 +114,7 @@ fn ProfileView(profile: Profile) -> impl IntoView {
     view! {
         <Title text=format!("{} (@{})", profile.display_name, profile.username)/>
         <Meta name="description" content=description(&profile)/>
+        <LinkPreview profile=profile.clone()/>
         <article class="card profile" data-testid="profile">
             <div class="profile-head">
                 {match profile.avatar_url.clone() {
@@ -80,7 +130,7 @@ fn ProfileView(profile: Profile) -> impl IntoView {
             <ul class="facts">
                 {profile.location.clone().map(|l| view! { <li data-testid="location">{l}</li> })}
                 {profile.website.clone().map(|w| view! {
-                    <li><a href=w.clone() rel="nofollow noopener ugc" data-testid="website">{w.clone()}</a></li>
+                    <li><a href=w.clone() rel="me nofollow noopener ugc" data-testid="website">{w.clone()}</a></li>
                 })}
             </ul>
         </article>

@@ -4,6 +4,7 @@
 mod accounts;
 mod hardening;
 mod health;
+mod previews;
 mod profiles;
 mod robustness;
 
