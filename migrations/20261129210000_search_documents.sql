@@ -43,8 +43,9 @@ CREATE INDEX search_documents_username ON search_documents (username);
 -- websearch_to_tsquery reads them, once with the names' configuration and
 -- once with the bio's (a query word may be a name or a stemmed bio word),
 -- and with `prefix` the last word matched as a prefix (what is being typed).
--- An operand with no lexemes (only stop words) is left out rather than
--- given a `:*` it cannot carry.
+-- Only an operand ending in a lexeme gets the `:*` (not one ending in an
+-- excluded phrase, `!( ... )`, nor one with no lexemes: only stop words);
+-- an operand with no lexemes is left out.
 CREATE FUNCTION people_tsquery(q TEXT, prefix BOOLEAN) RETURNS tsquery
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE
@@ -54,8 +55,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     END
     FROM (
         SELECT
-            CASE WHEN prefix AND numnode(s0) > 0 THEN (s0::text || ':*')::tsquery ELSE s0 END AS s,
-            CASE WHEN prefix AND numnode(e0) > 0 THEN (e0::text || ':*')::tsquery ELSE e0 END AS e
+            CASE WHEN prefix AND right(s0::text, 1) = '''' THEN (s0::text || ':*')::tsquery ELSE s0 END AS s,
+            CASE WHEN prefix AND right(e0::text, 1) = '''' THEN (e0::text || ':*')::tsquery ELSE e0 END AS e
         FROM (
             SELECT websearch_to_tsquery('simple', q) AS s0, websearch_to_tsquery('english', q) AS e0
         ) raw

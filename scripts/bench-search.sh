@@ -126,37 +126,37 @@ cat >"$WORK/search-words.sql" <<'SQL'
 \set i random(1, 200)
 SELECT q FROM bench_queries WHERE kind = :kind AND n = :i \gset
 BEGIN;
-SELECT set_config('statement_timeout', '500', true);
+SELECT set_config('statement_timeout', '500', true), set_config('plan_cache_mode', 'force_custom_plan', true);
 SELECT (bench_expected(:q::text) > 5000)::int AS many \gset
 \if :many
 SELECT set_config('enable_bitmapscan', 'off', true);
-WITH q AS MATERIALIZED (SELECT people_tsquery(:q::text, true) AS tsq)
-SELECT d.user_id, d.username, d.display_name, d.location, d.bio, d.updated_at AS key FROM search_documents d, q
-WHERE d.document @@ q.tsq AND d.username <> lower(:q::text)
+SELECT d.user_id, d.username, d.display_name, d.location, d.bio, d.updated_at AS key FROM search_documents d
+WHERE d.document @@ people_tsquery(:q::text, true) AND d.username <> lower(:q::text)
 ORDER BY d.updated_at DESC, d.user_id DESC
 LIMIT 21;
 SELECT d.user_id FROM search_documents d
 WHERE d.username = lower(:q::text) AND d.document @@ people_tsquery(:q::text, true);
 \else
 SELECT count(*) AS hits FROM (
-  WITH q AS MATERIALIZED (SELECT people_tsquery(:q::text, true) AS tsq),
-  m AS (
+  WITH m AS (
     SELECT d.user_id, d.username, d.display_name, d.location, d.bio,
-           ((CASE WHEN d.username = lower(:q::text) THEN 2 ELSE 0 END) + ts_rank(d.document, q.tsq))::real AS score
-    FROM search_documents d, q
-    WHERE d.document @@ q.tsq
+           ((CASE WHEN d.username = lower(:q::text) THEN 2 ELSE 0 END)
+            + ts_rank(d.document, people_tsquery(:q::text, true)))::real AS score
+    FROM search_documents d
+    WHERE d.document @@ people_tsquery(:q::text, true)
   )
   SELECT d.*, d.score AS key FROM m d
   ORDER BY d.score DESC, d.user_id ASC
   LIMIT 21
 ) page \gset
 \if :hits = 0
-WITH q AS MATERIALIZED (SELECT people_fuzzy_tsquery(:q::text) AS tsq),
-m AS (
+SELECT coalesce(people_fuzzy_tsquery(:q::text)::text, '') AS corrected \gset
+WITH m AS (
   SELECT d.user_id, d.username, d.display_name, d.location, d.bio,
-         ((CASE WHEN d.username = lower(:q::text) THEN 2 ELSE 0 END) + ts_rank(d.document, q.tsq))::real AS score
-  FROM search_documents d, q
-  WHERE d.document @@ q.tsq
+         ((CASE WHEN d.username = lower(:q::text) THEN 2 ELSE 0 END)
+          + ts_rank(d.document, :corrected::tsquery))::real AS score
+  FROM search_documents d
+  WHERE d.document @@ :corrected::tsquery
 )
 SELECT d.*, d.score AS key FROM m d
 ORDER BY d.score DESC, d.user_id ASC
@@ -234,8 +234,8 @@ say "measuring"
     echo '```'
   }
   plan "How many does the planner expect for \`mar\`?" "SELECT 1 FROM search_documents d WHERE d.document @@ people_tsquery('mar', true)"
-  plan "Broad: \`mar\` by recency" "WITH q AS MATERIALIZED (SELECT people_tsquery('mar', true) AS tsq) SELECT d.user_id FROM search_documents d, q WHERE d.document @@ q.tsq AND d.username <> 'mar' ORDER BY d.updated_at DESC, d.user_id DESC LIMIT 21" off
-  plan "Ranked: \`grace hopper\`" "WITH q AS MATERIALIZED (SELECT people_tsquery('grace hopper', true) AS tsq), m AS (SELECT d.user_id, ((CASE WHEN d.username = 'grace hopper' THEN 2 ELSE 0 END) + ts_rank(d.document, q.tsq))::real AS score FROM search_documents d, q WHERE d.document @@ q.tsq) SELECT * FROM m ORDER BY score DESC, user_id LIMIT 21"
-  plan "Typo: \`hoppre\`, corrected" "WITH q AS MATERIALIZED (SELECT people_fuzzy_tsquery('hoppre') AS tsq), m AS (SELECT d.user_id, ts_rank(d.document, q.tsq)::real AS score FROM search_documents d, q WHERE d.document @@ q.tsq) SELECT * FROM m ORDER BY score DESC, user_id LIMIT 21"
+  plan "Broad: \`mar\` by recency" "SELECT d.user_id FROM search_documents d WHERE d.document @@ people_tsquery('mar', true) AND d.username <> 'mar' ORDER BY d.updated_at DESC, d.user_id DESC LIMIT 21" off
+  plan "Ranked: \`grace hopper\`" "WITH m AS (SELECT d.user_id, ((CASE WHEN d.username = 'grace hopper' THEN 2 ELSE 0 END) + ts_rank(d.document, people_tsquery('grace hopper', true)))::real AS score FROM search_documents d WHERE d.document @@ people_tsquery('grace hopper', true)) SELECT * FROM m ORDER BY score DESC, user_id LIMIT 21"
+  plan "Typo: \`hoppre\`, corrected to \`$(psql -X -At "$DB_URL" -c "SELECT people_fuzzy_tsquery('hoppre')")\`" "WITH m AS (SELECT d.user_id, ts_rank(d.document, people_fuzzy_tsquery('hoppre'))::real AS score FROM search_documents d WHERE d.document @@ (SELECT people_fuzzy_tsquery('hoppre'))) SELECT * FROM m ORDER BY score DESC, user_id LIMIT 21"
 } | tee "$RESULTS"
 say "written to $RESULTS"

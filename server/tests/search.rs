@@ -364,6 +364,22 @@ async fn bad_queries_and_forged_cursors_are_field_errors() {
         assert_eq!(status, 422, "{why}: {body}");
         assert_eq!(support::error_fields(&body), ["q"], "{why}");
     }
+    // Odd, but searches: unclosed quotes, operators alone, quotes in words.
+    for q in [
+        "-\"a b",
+        "\"ada",
+        "-",
+        "\"\"",
+        "or",
+        "o'brien",
+        "a:*",
+        "!(ada)",
+        "\\",
+        "ada & | !",
+    ] {
+        let (status, body) = app.search(&[("q", q)]).await;
+        assert_eq!(status, 200, "{q}: {body}");
+    }
     // At the limit, after trimming: fine.
     let (status, _) = app
         .search(&[("q", &format!("  {}  ", "a".repeat(100)))])
