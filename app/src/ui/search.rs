@@ -137,7 +137,7 @@ fn PeopleSearch(q: String, page: SearchPage, error: Option<String>) -> impl Into
     // answer older than the one shown is dropped.
     let issued = StoredValue::new(0_u64);
     let shown = StoredValue::new(0_u64);
-    let timer = StoredValue::new_local(None::<TimeoutHandle>);
+    let timer = StoredValue::new(None::<TimeoutHandle>);
     let input = NodeRef::<leptos::html::Input>::new();
 
     let search = move |text: String, url: Url| {
