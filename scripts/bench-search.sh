@@ -236,6 +236,7 @@ say "measuring"
   plan "How many does the planner expect for \`mar\`?" "SELECT 1 FROM search_documents d WHERE d.document @@ people_tsquery('mar', true)"
   plan "Broad: \`mar\` by recency" "SELECT d.user_id FROM search_documents d WHERE d.document @@ people_tsquery('mar', true) AND d.username <> 'mar' ORDER BY d.updated_at DESC, d.user_id DESC LIMIT 21" off
   plan "Ranked: \`grace hopper\`" "WITH m AS (SELECT d.user_id, ((CASE WHEN d.username = 'grace hopper' THEN 2 ELSE 0 END) + ts_rank(d.document, people_tsquery('grace hopper', true)))::real AS score FROM search_documents d WHERE d.document @@ people_tsquery('grace hopper', true)) SELECT * FROM m ORDER BY score DESC, user_id LIMIT 21"
-  plan "Typo: \`hoppre\`, corrected to \`$(psql -X -At "$DB_URL" -c "SELECT people_fuzzy_tsquery('hoppre')")\`" "WITH m AS (SELECT d.user_id, ts_rank(d.document, people_fuzzy_tsquery('hoppre'))::real AS score FROM search_documents d WHERE d.document @@ (SELECT people_fuzzy_tsquery('hoppre'))) SELECT * FROM m ORDER BY score DESC, user_id LIMIT 21"
+  local_corrected=$(psql -X -At "$DB_URL" -c "SELECT people_fuzzy_tsquery('hoppre')")
+  plan "Typo: \`hoppre\`, corrected to \`$local_corrected\`" "WITH m AS (SELECT d.user_id, ts_rank(d.document, '$(echo "$local_corrected" | sed "s/'/''/g")'::tsquery)::real AS score FROM search_documents d WHERE d.document @@ '$(echo "$local_corrected" | sed "s/'/''/g")'::tsquery) SELECT * FROM m ORDER BY score DESC, user_id LIMIT 21"
 } | tee "$RESULTS"
 say "written to $RESULTS"
