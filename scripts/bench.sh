@@ -2,7 +2,8 @@
 # Benchmarks (`make bench`): seeds a fresh database, starts the release server
 # and drives it with wrk. Prints one Markdown table and writes it to
 # bench/results.md (or bench/out/ with --smoke); then the event pipeline's
-# numbers (scripts/bench-events.sh, bench/events.md).
+# numbers (scripts/bench-events.sh, bench/events.md) and people search's
+# (scripts/bench-search.sh, bench/search.md).
 #
 #   ./scripts/bench.sh                 3 rounds of 5 s per scenario, 10 000 users
 #   ./scripts/bench.sh --rounds 5 --duration 10
@@ -519,3 +520,7 @@ say "written to ${RESULTS#$ROOT/}"
 # The event pipeline: latency from commit to effect, relay throughput, and
 # what the outbox insert costs an edit (its own table, bench/events.md).
 "$ROOT/scripts/bench-events.sh" ${SMOKE:+--smoke}
+
+# People search at a million profiles (20 000 in smoke mode): p50/p99 per
+# kind of query, index sizes and plans (bench/search.md).
+"$ROOT/scripts/bench-search.sh" ${SMOKE:+--smoke}

@@ -62,3 +62,24 @@ pub struct ActivityEntry {
     /// Sessions ended, for `SessionsRevoked`.
     pub count: u32,
 }
+
+/// One person in search results: what their public page shows, shortened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonHit {
+    pub username: String,
+    pub display_name: String,
+    pub location: Option<String>,
+    /// The bio's first 160 characters, as text (never markup).
+    pub bio: String,
+}
+
+/// A page of people search results. `next` and `prev` are opaque cursors
+/// (`?after=` and `?before=`), absent at either end of the list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SearchPage {
+    /// The query as the server understood it (trimmed).
+    pub query: String,
+    pub people: Vec<PersonHit>,
+    pub next: Option<String>,
+    pub prev: Option<String>,
+}

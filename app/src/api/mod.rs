@@ -8,8 +8,12 @@
 
 mod accounts;
 mod profiles;
+mod search;
 
 pub use accounts::*;
 pub use profiles::*;
+pub use search::*;
 
-pub use crate::dto::{ActivityEntry, ActivityKind, Profile, SessionInfo, SignedInUser};
+pub use crate::dto::{
+    ActivityEntry, ActivityKind, PersonHit, Profile, SearchPage, SessionInfo, SignedInUser,
+};

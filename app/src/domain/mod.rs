@@ -8,11 +8,13 @@
 mod account;
 mod device;
 mod profile;
+mod search;
 mod text;
 
 pub use account::{Email, LoginIdentifier, Password, Username};
 pub use device::Device;
 pub use profile::{AvatarUrl, Bio, DisplayName, Location, ProfileForm, ProfileUpdate, Website};
+pub use search::{highlight, Cursor, Direction, SearchMode, SearchQuery};
 pub use text::char_count;
 
 /// What the parsers' property tests share: one configuration and the

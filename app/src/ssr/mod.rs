@@ -7,6 +7,7 @@
 //!   body runs in.
 //! - `infra`: metrics, retries, the rate limiter: mechanisms, no features.
 //! - `events`: the outbox, its relay to Redis Streams, and the consumers.
+//! - `search`: people search over the index the `search` consumer keeps.
 //! - `accounts`, `profiles`: the services. They take explicit arguments
 //!   (the state, a `RequestMeta`, a `Session`) and return values; they never
 //!   read the request or set a cookie, so tests can call them directly.
@@ -17,6 +18,7 @@ pub mod events;
 pub mod infra;
 pub mod profiles;
 pub mod request;
+pub mod search;
 mod state;
 
 pub use error::{Error, Result};

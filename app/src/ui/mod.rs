@@ -8,6 +8,7 @@ mod auth;
 mod form;
 mod home;
 mod profile;
+mod search;
 
 use leptos::either::Either;
 use leptos::prelude::*;
@@ -182,6 +183,8 @@ fn Pages() -> impl IntoView {
                 <Route path=StaticSegment("signin") view=|| view! { <auth::SignInPage/> } ssr=SsrMode::InOrder/>
                 <Route path=StaticSegment("account") view=|| view! { <account::AccountPage/> } ssr=SsrMode::InOrder/>
                 <Route path=(StaticSegment("settings"), StaticSegment("profile")) view=|| view! { <profile::EditProfilePage/> } ssr=SsrMode::InOrder/>
+                // Async: a refused query or page link answers with its 4xx status.
+                <Route path=StaticSegment("people") view=|| view! { <search::PeoplePage/> } ssr=SsrMode::Async/>
                 // Async: a public profile arrives complete (title, meta
                 // description, 404 status) for crawlers and link previews.
                 <Route path=(StaticSegment("u"), ParamSegment("username")) view=|| view! { <profile::ProfilePage/> } ssr=SsrMode::Async/>
@@ -197,6 +200,7 @@ fn Header() -> impl IntoView {
     view! {
         <header class="header">
             <A href="/" attr:class="brand">"Folio"</A>
+            <search::HeaderSearch/>
             <nav class="nav">
                 <Transition fallback=|| ()>
                     {move || Suspend::new(async move {
