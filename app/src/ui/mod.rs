@@ -137,12 +137,14 @@ pub fn App() -> impl IntoView {
 /// would become markup. Escaped here, on the server only (islands never set
 /// the title in the browser, where `document.title` takes plain text).
 fn escape_title(title: String) -> String {
-    #[cfg(feature = "ssr")]
-    let title = title
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    title
+    if cfg!(feature = "ssr") {
+        title
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    } else {
+        title
+    }
 }
 
 /// Browser tests wait for `data-hydrated` on `<body>` before clicking. This
