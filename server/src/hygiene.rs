@@ -32,10 +32,15 @@ const PROFILE_PAGE_CACHE_CONTROL: &str = "public, max-age=30";
 const PROFILE_PAGE_VARY: &str = "Cookie, Accept-Encoding";
 
 /// The limits between the edge (`crate::edge`) and the handlers: time and
-/// body size.
-pub fn limits<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+/// body size. `uploads` (the avatar upload) keeps the larger body limit of
+/// its own route instead of the 64 KiB of the rest.
+pub fn limits<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    uploads: Router<S>,
+) -> Router<S> {
     router
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
+        .merge(uploads)
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

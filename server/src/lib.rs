@@ -8,6 +8,7 @@ mod csrf;
 mod edge;
 mod health;
 mod hygiene;
+pub mod media;
 mod metrics;
 pub mod page_cache;
 pub mod panics;

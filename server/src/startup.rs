@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use app::ssr::events::{self, Workers};
 use app::ssr::infra::db::{Pools, ReplicaPool};
+use app::ssr::media::MediaStore;
 use app::ssr::{AppState, RedisConnector};
 use app::{shell, App};
 use axum::extract::FromRef;
@@ -26,7 +27,7 @@ use tokio::net::TcpListener;
 use crate::config::{redact, Settings};
 use crate::edge::{self, Edge};
 use crate::page_cache::PageCache;
-use crate::{health, hygiene, metrics, panics};
+use crate::{health, hygiene, media, metrics, panics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -38,6 +39,8 @@ pub enum StartupError {
     Migrate { url: String, cause: String },
     #[error("cannot reach Redis at REDIS_URL={url}: {cause}")]
     Redis { url: String, cause: String },
+    #[error("cannot open the avatar store ({config}): {cause}")]
+    Media { config: String, cause: String },
     #[error("cannot listen on LEPTOS_SITE_ADDR={addr}: {cause}")]
     Bind {
         addr: SocketAddr,
@@ -240,7 +243,12 @@ impl Application {
             primary: db,
             replicas,
         };
-        let state = AppState::new(pools, redis, settings.service.clone()).await;
+        let media =
+            MediaStore::open(&settings.service.media).map_err(|cause| StartupError::Media {
+                config: format!("{:?}", settings.service.media),
+                cause,
+            })?;
+        let state = AppState::new(pools, redis, settings.service.clone(), media).await;
         app::ssr::infra::db::watch_replicas(&state).await;
         // The event streams' Redis is not needed to serve: connections to it
         // are opened (and reopened) by the tasks that use it.
@@ -251,8 +259,13 @@ impl Application {
                 cause: e.to_string(),
             })?;
         events::observe(&state, events_redis.clone());
-        let workers = (settings.event_workers || settings.worker_only)
-            .then(|| Workers::start(&state, events_redis, events::consumers::all(None)));
+        let workers = (settings.event_workers || settings.worker_only).then(|| {
+            let mut consumers = events::consumers::all(None);
+            consumers.push(Arc::new(events::consumers::MediaCleanUp::new(
+                state.media.store.clone(),
+            )));
+            Workers::start(&state, events_redis, consumers)
+        });
         // Profile invalidations arrive on a pub/sub connection of their own.
         if !settings.worker_only {
             if let Ok(client) = redis::Client::open(settings.redis_url.as_str()) {
@@ -399,6 +412,7 @@ fn router(router_state: RouterState, edge: Arc<Edge>, panic_routes: bool) -> Rou
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
+        .merge(media::file_routes())
         .leptos_routes_with_context(&router_state, routes, context.clone(), move || {
             shell(leptos_options.clone())
         })
@@ -411,7 +425,7 @@ fn router(router_state: RouterState, edge: Arc<Edge>, panic_routes: bool) -> Rou
     // Compression outermost: stored pages are kept uncompressed and
     // compressed per request like any other response. The panic layer just
     // inside the edge: a panic anywhere behind it is a 500 the edge records.
-    hygiene::limits(app)
+    hygiene::limits(app, media::upload_routes())
         .layer(panics::layer(&inner.app.metrics))
         .layer(axum::middleware::from_fn_with_state(
             edge,

@@ -12,4 +12,6 @@ mod profiles;
 pub use accounts::*;
 pub use profiles::*;
 
-pub use crate::dto::{ActivityEntry, ActivityKind, Profile, SessionInfo, SignedInUser};
+pub use crate::dto::{
+    ActivityEntry, ActivityKind, AvatarImage, Profile, SessionInfo, SignedInUser,
+};

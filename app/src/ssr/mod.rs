@@ -7,6 +7,7 @@
 //!   body runs in.
 //! - `infra`: metrics, retries, the rate limiter: mechanisms, no features.
 //! - `events`: the outbox, its relay to Redis Streams, and the consumers.
+//! - `media`: uploaded avatars (processing, object storage, clean-up).
 //! - `accounts`, `profiles`: the services. They take explicit arguments
 //!   (the state, a `RequestMeta`, a `Session`) and return values; they never
 //!   read the request or set a cookie, so tests can call them directly.
@@ -15,6 +16,7 @@ pub mod accounts;
 mod error;
 pub mod events;
 pub mod infra;
+pub mod media;
 pub mod profiles;
 pub mod request;
 mod state;
