@@ -193,6 +193,38 @@ stop_pg_pair() {
   done
 }
 
+# --- S3 (moto) -----------------------------------------------------------------
+
+# PyPI's moto[server], an S3-compatible server, in a venv of the project's
+# own (never the system's Python): the avatar store's tests run against it
+# (server/tests/api/avatars.rs starts its own moto_server on a spare port).
+FOLIO_VENV="${FOLIO_VENV:-$HOME/.cache/folio/venv}"
+ensure_moto() {
+  if [ -x "$FOLIO_VENV/bin/moto_server" ]; then
+    export FOLIO_MOTO_SERVER="$FOLIO_VENV/bin/moto_server"
+    return
+  fi
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    say "installing python3-venv"
+    apt_install python3-venv
+  fi
+  say "installing moto[server] into $FOLIO_VENV"
+  python3 -m venv "$FOLIO_VENV"
+  "$FOLIO_VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+  export FOLIO_MOTO_SERVER="$FOLIO_VENV/bin/moto_server"
+}
+
+# Starts moto_server on a free loopback port (for a demo or a manual test
+# against S3): sets MOTO_PORT and MOTO_PID; the caller kills it.
+start_moto() {
+  ensure_moto
+  MOTO_PORT="$(free_port)"
+  "$FOLIO_MOTO_SERVER" -H 127.0.0.1 -p "$MOTO_PORT" >/dev/null 2>&1 &
+  MOTO_PID=$!
+  wait_http_200 "http://127.0.0.1:$MOTO_PORT/" 30 || { echo "moto_server did not start" >&2; return 1; }
+  say "moto (S3) on 127.0.0.1:$MOTO_PORT"
+}
+
 # --- the release server ------------------------------------------------------------
 
 # Runs the release binary (built by `cargo leptos build --release`) on

@@ -7,6 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 ensure_tools
 ensure_services
+ensure_moto
 
 say "cargo fmt --check"
 cargo fmt --all --check
@@ -18,7 +19,7 @@ cargo clippy -p app -p frontend --target wasm32-unknown-unknown --features app/h
 
 say "the WASM build must not contain server-only crates"
 forbidden=$(cargo tree -p frontend --target wasm32-unknown-unknown -e normal --prefix none \
-  | grep -E '^(sqlx|redis|argon2|mio|zxcvbn|tokio-postgres) ' || true)
+  | grep -E '^(sqlx|redis|argon2|mio|zxcvbn|tokio-postgres|image|object_store|fast_image_resize) ' || true)
 if [ -n "$forbidden" ]; then echo "server-only crates in the WASM build:"; echo "$forbidden"; exit 1; fi
 
 say "monitoring: rules, configurations, promtool unit tests of every alert"

@@ -2,10 +2,12 @@
 //!
 //! A leaf module: the server functions (`crate::api`), the services behind
 //! them (`crate::ssr`) and the UI all import it, and it imports none of
-//! them. No database row is serialized to the browser: `Profile` has no
+//! them (the domain types aside). No database row is serialized to the browser: `Profile` has no
 //! email and no hash, `SessionInfo` no token.
 
 use serde::{Deserialize, Serialize};
+
+use crate::domain::{AvatarKey, AVATAR_SIZES};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedInUser {
@@ -31,6 +33,34 @@ pub struct Profile {
     pub location: Option<String>,
     pub website: Option<String>,
     pub version: i32,
+    /// An uploaded avatar (it wins over `avatar_url`). Left out of the JSON
+    /// when there is none, so cached profiles written before it still read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<AvatarImage>,
+}
+
+/// An uploaded avatar's URLs: content-addressed, so cacheable forever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvatarImage {
+    pub key: String,
+    /// The 128 px image, for `src`.
+    pub src: String,
+    /// Every stored size, for `srcset` (`/media/<key>-64.webp 64w, …`).
+    pub srcset: String,
+}
+
+impl AvatarImage {
+    pub fn of(key: &AvatarKey) -> Self {
+        Self {
+            key: key.as_str().to_owned(),
+            src: key.url(128),
+            srcset: AVATAR_SIZES
+                .iter()
+                .map(|size| format!("{} {size}w", key.url(*size)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
 }
 
 impl Profile {

@@ -32,6 +32,12 @@
 //! | `FOLIO_EVENT_PARTITIONS` | `8` | streams the events are spread over, by user; fixed for a deployment's life (see `events/streams.rs`) |
 //! | `FOLIO_EVENT_LEASE_SECS` | `10` | how long a dead consumer's partition waits before another consumer takes it |
 //! | `FOLIO_EVENT_MAX_DELIVERIES` | `5` | failed deliveries before an event goes to the dead letters |
+//! | `FOLIO_AVATAR_DIR` | `target/media` | the directory of uploaded avatars (when `AVATAR_STORE_URL` is not set); created if missing |
+//! | `AVATAR_STORE_URL` | (none) | `s3://bucket[/prefix]`: avatars in that S3 bucket instead |
+//! | `AVATAR_S3_ENDPOINT` | (none: AWS) | an S3-compatible service's URL (`http://127.0.0.1:9000`) |
+//! | `AVATAR_S3_REGION` | `us-east-1` | the bucket's region |
+//! | `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` | (none) | the bucket's credentials |
+//! | `FOLIO_AVATAR_UPLOAD_LIMIT` | `20/3600` | avatar uploads and removals per user |
 //!
 //! One argument: `server --worker` runs the relay and the consumers and
 //! serves only `/healthz`, `/readyz` and `/metrics`.
@@ -39,6 +45,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use app::ssr::media::MediaStoreConfig;
 use app::ssr::{Limit, ServiceConfig};
 
 #[derive(Debug, Clone)]
@@ -195,6 +202,11 @@ impl Settings {
                 "FOLIO_PROFILE_EDIT_LIMIT",
                 defaults.profile_edits_per_user,
             )?,
+            avatar_uploads_per_user: limit(
+                "FOLIO_AVATAR_UPLOAD_LIMIT",
+                defaults.avatar_uploads_per_user,
+            )?,
+            media: media_store()?,
             trusted_proxies,
             profile_cache_enabled: match cache.as_str() {
                 "on" | "true" | "1" => true,
@@ -333,6 +345,40 @@ fn public_url(value: Option<String>, addr: SocketAddr) -> Result<String, ConfigE
         });
     }
     Ok(url.to_owned())
+}
+
+/// `AVATAR_STORE_URL=s3://bucket[/prefix]` (with `AVATAR_S3_*` and the
+/// AWS credentials), else the directory `FOLIO_AVATAR_DIR`.
+fn media_store() -> Result<MediaStoreConfig, ConfigError> {
+    let Some(url) = var("AVATAR_STORE_URL") else {
+        return Ok(match var("FOLIO_AVATAR_DIR") {
+            Some(dir) => MediaStoreConfig::Local { dir: dir.into() },
+            None => MediaStoreConfig::default(),
+        });
+    };
+    let Some(rest) = url.strip_prefix("s3://") else {
+        return Err(ConfigError {
+            variable: "AVATAR_STORE_URL",
+            value: url,
+            reason: "expected s3://bucket or s3://bucket/prefix".to_owned(),
+        });
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(ConfigError {
+            variable: "AVATAR_STORE_URL",
+            value: url.clone(),
+            reason: "no bucket name".to_owned(),
+        });
+    }
+    Ok(MediaStoreConfig::S3 {
+        bucket: bucket.to_owned(),
+        prefix: prefix.to_owned(),
+        endpoint: var("AVATAR_S3_ENDPOINT"),
+        region: var("AVATAR_S3_REGION").unwrap_or_else(|| "us-east-1".to_owned()),
+        access_key_id: var("AWS_ACCESS_KEY_ID"),
+        secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
+    })
 }
 
 /// A URL for messages: the password, if any, replaced.

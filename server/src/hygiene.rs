@@ -16,7 +16,12 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 /// A request that takes longer is answered 503 ("try again"), never left
 /// hanging: Postgres statements (5 s) and pool waits (3 s) end before this.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-/// Forms are small; nothing Folio accepts comes near this.
+/// An avatar upload may take longer: 8 MB from a phone on a slow uplink
+/// (1 Mbit/s) is over a minute. A client that stops sending is still cut
+/// off after `BODY_TIMEOUT`.
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// Forms are small; nothing Folio accepts comes near this (the avatar
+/// upload has a limit of its own, `crate::media`).
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// A client that stops sending the body it announced is answered after this
 /// long without a byte of it (400: the request could not be read), rather
@@ -32,15 +37,23 @@ const PROFILE_PAGE_CACHE_CONTROL: &str = "public, max-age=30";
 const PROFILE_PAGE_VARY: &str = "Cookie, Accept-Encoding";
 
 /// The limits between the edge (`crate::edge`) and the handlers: time and
-/// body size.
-pub fn limits<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+/// body size. `uploads` (the avatar upload) keeps the larger body limit of
+/// its own route instead of the 64 KiB of the rest.
+pub fn limits<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    uploads: Router<S>,
+) -> Router<S> {
     router
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
-        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
+        .merge(uploads.layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            UPLOAD_TIMEOUT,
+        )))
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
 }
 
 /// Brotli or gzip, as the client accepts, for responses worth compressing.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use app::ssr::events::{self, Workers};
 use app::ssr::infra::db::{Pools, ReplicaPool};
+use app::ssr::media::MediaStore;
 use app::ssr::{AppState, RedisConnector};
 use app::{shell, App};
 use axum::extract::FromRef;
@@ -27,7 +28,7 @@ use crate::config::{redact, MetricsAccess, Settings};
 use crate::edge::{self, Edge};
 use crate::form_errors::FormErrorSeal;
 use crate::page_cache::PageCache;
-use crate::{health, hygiene, metrics, panics};
+use crate::{health, hygiene, media, metrics, panics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -39,6 +40,8 @@ pub enum StartupError {
     Migrate { url: String, cause: String },
     #[error("cannot reach Redis at REDIS_URL={url}: {cause}")]
     Redis { url: String, cause: String },
+    #[error("cannot open the avatar store ({config}): {cause}")]
+    Media { config: String, cause: String },
     #[error("cannot listen on LEPTOS_SITE_ADDR={addr}: {cause}")]
     Bind {
         addr: SocketAddr,
@@ -243,7 +246,12 @@ impl Application {
             primary: db,
             replicas,
         };
-        let state = AppState::new(pools, redis, settings.service.clone()).await;
+        let media =
+            MediaStore::open(&settings.service.media).map_err(|cause| StartupError::Media {
+                config: format!("{:?}", settings.service.media),
+                cause,
+            })?;
+        let state = AppState::new(pools, redis, settings.service.clone(), media).await;
         app::ssr::infra::db::watch_replicas(&state).await;
         // The event streams' Redis is not needed to serve: connections to it
         // are opened (and reopened) by the tasks that use it.
@@ -254,8 +262,13 @@ impl Application {
                 cause: e.to_string(),
             })?;
         events::observe(&state, events_redis.clone());
-        let workers = (settings.event_workers || settings.worker_only)
-            .then(|| Workers::start(&state, events_redis, events::consumers::all(None)));
+        let workers = (settings.event_workers || settings.worker_only).then(|| {
+            let mut consumers = events::consumers::all(None);
+            consumers.push(Arc::new(events::consumers::MediaCleanUp::new(
+                state.media.store.clone(),
+            )));
+            Workers::start(&state, events_redis, consumers)
+        });
         // Profile invalidations arrive on a pub/sub connection of their own.
         if !settings.worker_only {
             if let Ok(client) = redis::Client::open(settings.redis_url.as_str()) {
@@ -409,6 +422,7 @@ fn router(router_state: RouterState, edge: Arc<Edge>, panic_routes: bool) -> Rou
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
         .route("/card/{file}", get(crate::card::png))
+        .merge(media::file_routes())
         .leptos_routes_with_context(&router_state, routes, context.clone(), move || {
             shell(leptos_options.clone())
         })
@@ -421,7 +435,7 @@ fn router(router_state: RouterState, edge: Arc<Edge>, panic_routes: bool) -> Rou
     // Compression outermost: stored pages are kept uncompressed and
     // compressed per request like any other response. The panic layer just
     // inside the edge: a panic anywhere behind it is a 500 the edge records.
-    hygiene::limits(app)
+    hygiene::limits(app, media::upload_routes())
         .layer(panics::layer(&inner.app.metrics))
         .layer(axum::middleware::from_fn_with_state(
             edge,

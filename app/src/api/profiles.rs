@@ -53,3 +53,17 @@ pub async fn update_profile(
     })
     .await
 }
+
+/// Takes the uploaded avatar off the signed-in user's profile. (Uploading
+/// is a multipart form, not a server function: `server/src/media.rs`.)
+#[server(endpoint = "remove_avatar")]
+pub async fn remove_avatar() -> Result<Profile, AppError> {
+    handle(async |call| {
+        let session = call.user().await?;
+        let profile = crate::ssr::media::remove_avatar(&call.state, &session).await?;
+        call.reply
+            .redirect_form_post("/settings/profile?avatar=removed");
+        Ok(profile)
+    })
+    .await
+}

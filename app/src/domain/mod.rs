@@ -6,12 +6,17 @@
 //! depend on the `ssr` feature.
 
 mod account;
+mod avatar;
 mod device;
 mod profile;
 mod search;
 mod text;
 
 pub use account::{Email, LoginIdentifier, Password, Username};
+pub use avatar::{
+    parse_object_name, AvatarKey, AvatarRefusal, AVATAR_SIZES, AVATAR_UPLOAD_PATH,
+    MAX_AVATAR_BYTES, MAX_AVATAR_SIDE,
+};
 pub use device::Device;
 pub use profile::{AvatarUrl, Bio, DisplayName, Location, ProfileForm, ProfileUpdate, Website};
 pub use search::{highlight, Cursor, Direction, SearchMode, SearchQuery};

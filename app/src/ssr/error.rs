@@ -22,6 +22,9 @@ pub enum Error {
     Postgres(#[from] sqlx::Error),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// The media store (a directory, S3).
+    #[error("media store: {0}")]
+    Storage(#[from] object_store::Error),
     /// A bug or an impossible state (a hashing job that panicked, a value
     /// that would not serialize): logged, never shown.
     #[error("internal: {0}")]
@@ -100,6 +103,8 @@ impl Error {
             // Any Redis failure means "not now": there is no Redis error a
             // user could fix.
             Error::Redis(_) => true,
+            // A full disk or an unreachable bucket: nothing the user did.
+            Error::Storage(_) => true,
             Error::Internal(_) => false,
         }
     }
@@ -122,6 +127,10 @@ impl Error {
             Error::Redis(ref error) => {
                 metrics.redis_errors.increment(1);
                 tracing::warn!(error = %error, "redis unavailable");
+                AppError::Unavailable
+            }
+            Error::Storage(ref error) => {
+                tracing::warn!(error = %error, "media store unavailable");
                 AppError::Unavailable
             }
             Error::Internal(ref what) => {

@@ -8,6 +8,7 @@
 //! - `infra`: metrics, retries, the rate limiter: mechanisms, no features.
 //! - `events`: the outbox, its relay to Redis Streams, and the consumers.
 //! - `search`: people search over the index the `search` consumer keeps.
+//! - `media`: uploaded avatars (processing, object storage, clean-up).
 //! - `accounts`, `profiles`: the services. They take explicit arguments
 //!   (the state, a `RequestMeta`, a `Session`) and return values; they never
 //!   read the request or set a cookie, so tests can call them directly.
@@ -16,6 +17,7 @@ pub mod accounts;
 mod error;
 pub mod events;
 pub mod infra;
+pub mod media;
 pub mod profiles;
 pub mod request;
 pub mod search;

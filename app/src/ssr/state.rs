@@ -8,6 +8,7 @@ use super::events::EventsConfig;
 use super::infra::db::{Db, Pools};
 use super::infra::metrics::Metrics;
 use super::infra::redis::Redis;
+use super::media::{Media, MediaStore, MediaStoreConfig, Processor};
 use super::profiles::ProfileCache;
 
 /// "At most `max` events per `window`".
@@ -47,6 +48,11 @@ pub struct ServiceConfig {
     pub login_failures_per_ip: Limit,
     pub registrations_per_ip: Limit,
     pub profile_edits_per_user: Limit,
+    /// Avatar uploads and removals per user: each upload costs a decode of
+    /// up to 8 MB (tens to hundreds of ms of a core).
+    pub avatar_uploads_per_user: Limit,
+    /// Where uploaded avatars are stored.
+    pub media: MediaStoreConfig,
     /// Peers whose `X-Forwarded-For` we believe (the load balancer).
     pub trusted_proxies: Vec<IpAddr>,
     pub profile_cache_ttl: Duration,
@@ -94,6 +100,8 @@ impl Default for ServiceConfig {
             login_failures_per_ip: Limit::new(30, 15 * 60),
             registrations_per_ip: Limit::new(10, 3600),
             profile_edits_per_user: Limit::new(30, 60),
+            avatar_uploads_per_user: Limit::new(20, 3600),
+            media: MediaStoreConfig::default(),
             trusted_proxies: Vec::new(),
             profile_cache_ttl: Duration::from_secs(3600),
             profile_absent_ttl: Duration::from_secs(60),
@@ -128,6 +136,7 @@ pub struct Handles {
     pub profiles: ProfileCache,
     pub metrics: Metrics,
     pub recent_writes: RecentWrites,
+    pub media: Media,
 }
 
 impl std::ops::Deref for AppState {
@@ -139,7 +148,14 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub async fn new(db: impl Into<Pools>, redis: impl Into<Redis>, config: ServiceConfig) -> Self {
+    /// `media` is opened by the caller from `config.media` (opening can
+    /// fail, which is a start-up error).
+    pub async fn new(
+        db: impl Into<Pools>,
+        redis: impl Into<Redis>,
+        config: ServiceConfig,
+        media: MediaStore,
+    ) -> Self {
         let config = Arc::new(config);
         let metrics = Metrics::new();
         Self(Arc::new(Handles {
@@ -147,6 +163,10 @@ impl AppState {
             profiles: ProfileCache::new(&config),
             db: Db::new(db.into(), &metrics, &config),
             recent_writes: RecentWrites::new(&config),
+            media: Media {
+                store: media,
+                processor: Processor::default(),
+            },
             metrics,
             redis: redis.into(),
             config,

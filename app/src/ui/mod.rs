@@ -5,6 +5,7 @@
 
 mod account;
 mod auth;
+mod avatar;
 mod form;
 mod home;
 mod profile;
@@ -98,7 +99,7 @@ fn set_content_security_policy(options: &LeptosOptions) {
     };
     let policy = format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
-         style-src 'self'; img-src 'self' https: data:; connect-src 'self'{reload}; \
+         style-src 'self'; img-src 'self' https: data: blob:; connect-src 'self'{reload}; \
          frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
     );
     if let Ok(value) = http::HeaderValue::from_str(&policy) {

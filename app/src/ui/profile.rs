@@ -4,6 +4,7 @@ use leptos_meta::{Link, Meta, Title};
 use leptos_router::components::Redirect;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
+use super::avatar::{AvatarEditor, AvatarNotice};
 use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton};
 use super::{set_status, use_auth, NotFound};
 use crate::api::{get_profile, my_profile, Profile, UpdateProfile};
@@ -117,9 +118,15 @@ fn ProfileView(profile: Profile) -> impl IntoView {
         <LinkPreview profile=profile.clone()/>
         <article class="card profile" data-testid="profile">
             <div class="profile-head">
-                {match profile.avatar_url.clone() {
-                    Some(src) => Either::Left(view! { <img class="avatar" src=src alt="" width="96" height="96" referrerpolicy="no-referrer"/> }),
-                    None => Either::Right(view! { <div class="avatar avatar-initial" aria-hidden="true">{initial}</div> }),
+                // Above the fold: not lazy. Width and height set: no layout
+                // shift while it loads.
+                {match (profile.avatar.clone(), profile.avatar_url.clone()) {
+                    (Some(avatar), _) => EitherOf3::A(view! {
+                        <img class="avatar" src=avatar.src srcset=avatar.srcset sizes="96px" width="96" height="96"
+                            alt=format!("Avatar of {}", profile.display_name) data-testid="avatar"/>
+                    }),
+                    (None, Some(src)) => EitherOf3::B(view! { <img class="avatar" src=src alt="" width="96" height="96" referrerpolicy="no-referrer"/> }),
+                    (None, None) => EitherOf3::C(view! { <div class="avatar avatar-initial" aria-hidden="true">{initial}</div> }),
                 }}
                 <div>
                     <h1 data-testid="display-name">{profile.display_name.clone()}</h1>
@@ -157,16 +164,23 @@ pub fn EditProfilePage() -> impl IntoView {
 fn EditProfileLoader() -> impl IntoView {
     let profile = Resource::<_>::new_with_options(|| (), |_| my_profile(), false);
     // Set by the server's redirect after a save without JavaScript.
-    let saved_before = use_query_map().read_untracked().get("saved").is_some();
+    let query = use_query_map().read_untracked();
+    let saved_before = query.get("saved").is_some();
+    let avatar_before = AvatarNotice::from_query(
+        query.get("avatar").as_deref(),
+        query.get("avatar_error").as_deref(),
+    );
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading your profile…"</p> }>
-            {move || Suspend::new(async move {
+            {move || {
+                let avatar_before = avatar_before.clone();
+                Suspend::new(async move {
                 match profile.await {
-                    Ok(profile) => EitherOf3::A(view! { <EditProfileForm profile saved_before/> }),
+                    Ok(profile) => EitherOf3::A(view! { <EditProfileForm profile saved_before avatar_before/> }),
                     Err(AppError::Unauthorized) => EitherOf3::B(view! { <Redirect path="/signin"/> }),
                     Err(error) => EitherOf3::C(view! { <p class="banner banner-error">{error.to_string()}</p> }),
                 }
-            })}
+            })}}
         </Suspense>
     }
 }
@@ -183,7 +197,11 @@ fn optional(check: fn(&str) -> Result<(), String>, s: &str) -> Option<String> {
 /// conflict banners. `saved_before` is the server's word that the last save
 /// (a plain form post) succeeded.
 #[island]
-fn EditProfileForm(profile: Profile, saved_before: bool) -> impl IntoView {
+fn EditProfileForm(
+    profile: Profile,
+    saved_before: bool,
+    avatar_before: AvatarNotice,
+) -> impl IntoView {
     let action = ServerAction::<UpdateProfile>::new();
     let value = action.value();
     let version = RwSignal::new(profile.version);
@@ -221,6 +239,7 @@ fn EditProfileForm(profile: Profile, saved_before: bool) -> impl IntoView {
                     " (your edits here are not saved)."
                 </p>
             </Show>
+            <AvatarEditor avatar=profile.avatar.clone() version notice=avatar_before/>
             <ServerForm action=action novalidate=true class="form">
                 <Show when=move || !conflict()>
                     <FormError value=value/>
@@ -230,7 +249,7 @@ fn EditProfileForm(profile: Profile, saved_before: bool) -> impl IntoView {
                     live=|s| DisplayName::parse(s).err() server=server_field_error(value, "display_name")/>
                 <Field label="Bio" name="bio" kind="textarea" value=bio max_chars=Bio::MAX
                     live=|s| Bio::parse(s).err() server=server_field_error(value, "bio")/>
-                <Field label="Avatar URL" name="avatar_url" kind="url" value=avatar_url hint="An https:// image address (optional)"
+                <Field label="Avatar URL" name="avatar_url" kind="url" value=avatar_url hint="An https:// image address, shown when no photo is uploaded (optional)"
                     live=|s| optional(|s| AvatarUrl::parse(s).map(|_| ()), s) server=server_field_error(value, "avatar_url")/>
                 <Field label="Location" name="location" value=location max_chars=Location::MAX
                     live=|s| optional(|s| Location::parse(s).map(|_| ()), s) server=server_field_error(value, "location")/>

@@ -2,6 +2,7 @@
 //! a fresh Postgres database and its own Redis key prefix, then talks HTTP.
 
 mod accounts;
+mod avatars;
 mod hardening;
 mod health;
 mod previews;

@@ -4,11 +4,14 @@
 #![allow(dead_code)]
 
 mod events;
+mod media;
 mod processes;
 mod pubsub_hold;
 
 #[allow(unused_imports)]
 pub use events::{metric_in, wait_for, WorkerProcess, FIREFOX, PHONE};
+#[allow(unused_imports)]
+pub use media::*;
 #[allow(unused_imports)]
 pub use processes::{free_port, is_root, pg_bin, PostgresPair, PostgresProcess, RedisProcess};
 #[allow(unused_imports)]
@@ -75,6 +78,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     // `with_event_workers`); the others need not pay for 3 × 4 readers.
     settings.event_workers = false;
     settings.service.events.partitions = 4;
+    settings.service.media = app::ssr::media::MediaStoreConfig::Local { dir: media_dir() };
     configure(&mut settings);
     start(settings, db_name, admin_url, true).await
 }
@@ -524,6 +528,11 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if !self.owns_database {
             return;
+        }
+        if let app::ssr::media::MediaStoreConfig::Local { dir } = &self.settings.service.media {
+            if dir.starts_with(std::env::temp_dir()) {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
         let admin_url = self.admin_url.clone();
         let db_name = self.db_name.clone();

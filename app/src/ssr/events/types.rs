@@ -57,6 +57,15 @@ pub struct ProfileUpdated {
 }
 event!(ProfileUpdated, "profile.updated", version 1);
 
+/// An uploaded avatar stopped being used by this user (replaced, removed,
+/// or stored by an upload that then failed): its files are deleted once no
+/// profile names the key (the `media` consumer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AvatarReleased {
+    pub key: String,
+}
+event!(AvatarReleased, "avatar.released", version 1);
+
 /// Where a security-relevant action came from, as its request saw it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Origin {

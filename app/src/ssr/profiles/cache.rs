@@ -500,6 +500,7 @@ mod tests {
             location: None,
             website: None,
             version: 12,
+            avatar: None,
         };
         let raw = Versioned::of(Some(profile.clone())).encode().unwrap();
         assert!(raw.starts_with("12:{"), "{raw}");

@@ -7,12 +7,12 @@ mod cache;
 mod invalidation;
 mod store;
 
-use crate::domain::ProfileUpdate;
+use crate::domain::{AvatarKey, ProfileUpdate};
 use crate::dto::Profile;
 use crate::error::AppError;
 use crate::ssr::accounts::{recent_writes, Session};
 use crate::ssr::events::outbox;
-use crate::ssr::events::types::ProfileUpdated;
+use crate::ssr::events::types::{AvatarReleased, ProfileUpdated};
 use crate::ssr::infra::rate_limit;
 use crate::ssr::{AppState, Error, Result};
 
@@ -71,9 +71,50 @@ pub async fn update(
     outbox::record(&mut *tx, session.user_id, &updated).await?;
     tx.commit().await?;
 
+    published(state, session, version).await;
+    own(state, session).await
+}
+
+/// After a committed edit: every cache is told (the next read repopulates
+/// from the committed row), and the write is remembered with the user, so
+/// that their own next reads, on any instance, show it.
+pub async fn published(state: &AppState, session: &Session, version: i32) {
     if let Ok(username) = crate::domain::Username::parse(&session.username) {
         invalidate(state, &username, version).await;
     }
     recent_writes::remember(state, session.user_id, Some((&session.username, version))).await;
-    own(state, session).await
+}
+
+/// Shows `key` as the user's uploaded avatar (or none), on the caller's
+/// transaction, with its events: the profile as it now is, and the release
+/// of the picture it replaced. Returns the new version; the caller commits,
+/// then calls [`published`].
+pub async fn set_avatar(
+    tx: &mut sqlx::PgConnection,
+    session: &Session,
+    key: Option<&AvatarKey>,
+) -> Result<i32> {
+    let (version, old) = store::set_avatar(&mut *tx, session.user_id, key).await?;
+    let profile = store::by_user_id(&mut *tx, session.user_id)
+        .await?
+        .ok_or(Error::App(AppError::NotFound))?;
+    let updated = ProfileUpdated {
+        username: profile.username,
+        version,
+        display_name: profile.display_name,
+        bio: profile.bio,
+        location: profile.location,
+        website: profile.website,
+        avatar_url: profile.avatar_url,
+    };
+    outbox::record(&mut *tx, session.user_id, &updated).await?;
+    if let Some(old) = old.filter(|old| Some(old.as_str()) != key.map(AvatarKey::as_str)) {
+        outbox::record(&mut *tx, session.user_id, &AvatarReleased { key: old }).await?;
+    }
+    Ok(version)
+}
+
+/// Whether any profile shows the uploaded avatar `key`.
+pub async fn avatar_in_use(db: impl sqlx::PgExecutor<'_>, key: &AvatarKey) -> Result<bool> {
+    store::avatar_in_use(db, key).await
 }

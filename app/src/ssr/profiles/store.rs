@@ -4,8 +4,8 @@
 
 use sqlx::PgExecutor;
 
-use crate::domain::ProfileUpdate;
-use crate::dto::Profile;
+use crate::domain::{AvatarKey, ProfileUpdate};
+use crate::dto::{AvatarImage, Profile};
 use crate::ssr::Result;
 
 /// A row of the public read. Mapped by column name, not position.
@@ -18,6 +18,7 @@ struct ProfileRow {
     location: Option<String>,
     website: Option<String>,
     version: i32,
+    avatar_key: Option<String>,
 }
 
 impl From<ProfileRow> for Profile {
@@ -30,6 +31,12 @@ impl From<ProfileRow> for Profile {
             location: row.location,
             website: row.website,
             version: row.version,
+            // The column's CHECK makes every stored key parse.
+            avatar: row
+                .avatar_key
+                .as_deref()
+                .and_then(|key| AvatarKey::parse(key).ok())
+                .map(|key| AvatarImage::of(&key)),
         }
     }
 }
@@ -37,7 +44,8 @@ impl From<ProfileRow> for Profile {
 /// `users_username_key` finds the user, the primary key finds the profile.
 pub async fn by_username(db: impl PgExecutor<'_>, username: &str) -> Result<Option<Profile>> {
     let row: Option<ProfileRow> = sqlx::query_as(
-        "SELECT u.username, u.display_name, p.bio, p.avatar_url, p.location, p.website, p.version
+        "SELECT u.username, u.display_name, p.bio, p.avatar_url, p.location, p.website, p.version,
+                p.avatar_key
          FROM users u JOIN profiles p ON p.user_id = u.id
          WHERE u.username = $1",
     )
@@ -49,7 +57,8 @@ pub async fn by_username(db: impl PgExecutor<'_>, username: &str) -> Result<Opti
 
 pub async fn by_user_id(db: impl PgExecutor<'_>, user_id: i64) -> Result<Option<Profile>> {
     let row: Option<ProfileRow> = sqlx::query_as(
-        "SELECT u.username, u.display_name, p.bio, p.avatar_url, p.location, p.website, p.version
+        "SELECT u.username, u.display_name, p.bio, p.avatar_url, p.location, p.website, p.version,
+                p.avatar_key
          FROM users u JOIN profiles p ON p.user_id = u.id
          WHERE u.id = $1",
     )
@@ -95,6 +104,37 @@ pub async fn version_of(db: impl PgExecutor<'_>, user_id: i64) -> Result<i32> {
     Ok(
         sqlx::query_scalar("SELECT version FROM profiles WHERE user_id = $1")
             .bind(user_id)
+            .fetch_one(db)
+            .await?,
+    )
+}
+
+/// Sets (or, with `None`, clears) the user's uploaded avatar and bumps the
+/// version, whatever version the editor started from: a new picture does
+/// not conflict with text being edited elsewhere. Returns the new version
+/// and the key it replaced.
+pub async fn set_avatar(
+    tx: &mut sqlx::PgConnection,
+    user_id: i64,
+    key: Option<&AvatarKey>,
+) -> Result<(i32, Option<String>)> {
+    Ok(sqlx::query_as(
+        "WITH old AS (SELECT avatar_key FROM profiles WHERE user_id = $2 FOR UPDATE)
+         UPDATE profiles p SET avatar_key = $1, version = p.version + 1
+         FROM old WHERE p.user_id = $2
+         RETURNING p.version, old.avatar_key",
+    )
+    .bind(key.map(AvatarKey::as_str))
+    .bind(user_id)
+    .fetch_one(&mut *tx)
+    .await?)
+}
+
+/// Whether any profile shows the avatar `key` (`profiles_avatar_key`).
+pub async fn avatar_in_use(db: impl PgExecutor<'_>, key: &AvatarKey) -> Result<bool> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM profiles WHERE avatar_key = $1)")
+            .bind(key.as_str())
             .fetch_one(db)
             .await?,
     )

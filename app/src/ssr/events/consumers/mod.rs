@@ -3,18 +3,22 @@
 
 pub mod activity;
 pub mod mail;
+mod media;
 mod search;
 
 use std::sync::Arc;
 
 pub use activity::Activity;
 pub use mail::{Mail, Mailer, Message};
+pub use media::MediaCleanUp;
 pub use search::SearchIndex;
 
 use super::Consumer;
 
-/// Every consumer of this deployment. Mail runs only with a mailer: without
-/// one nothing would be sent, and the events would still be marked done.
+/// Every consumer of this deployment but the media clean-up, which needs
+/// the media store (`startup` adds `MediaCleanUp::new(store)`). Mail runs
+/// only with a mailer: without one nothing would be sent, and the events
+/// would still be marked done.
 pub fn all(mailer: Option<Arc<dyn Mailer>>) -> Vec<Arc<dyn Consumer>> {
     let mut consumers: Vec<Arc<dyn Consumer>> = vec![Arc::new(Activity), Arc::new(SearchIndex)];
     if let Some(mailer) = mailer {

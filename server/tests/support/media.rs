@@ -1,0 +1,289 @@
+//! Avatars in tests: pictures made here (no binary fixtures), the upload as
+//! a browser sends it, and an S3-compatible server of our own (moto).
+
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use image::{ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
+
+use super::{free_port, Cookie, TestApp, SESSION_COOKIE};
+
+/// Text hidden in the test JPEG's EXIF GPS block: no stored byte may hold it.
+pub const GPS_SECRET: &[u8] = b"FOLIOSECRETGPS";
+
+/// A landscape picture, left half red, right half blue.
+pub fn halves(width: u32, height: u32) -> RgbImage {
+    RgbImage::from_fn(width, height, |x, _| {
+        if x < width / 2 {
+            Rgb([220, 20, 20])
+        } else {
+            Rgb([20, 20, 220])
+        }
+    })
+}
+
+pub fn jpeg(image: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image
+        .write_to(&mut Cursor::new(&mut out), ImageFormat::Jpeg)
+        .unwrap();
+    out
+}
+
+pub fn png_rgba(width: u32, height: u32) -> Vec<u8> {
+    let image = RgbaImage::from_fn(width, height, |x, y| {
+        Rgba([
+            (x % 256) as u8,
+            (y % 256) as u8,
+            128,
+            if x < width / 2 { 255 } else { 90 },
+        ])
+    });
+    let mut out = Vec::new();
+    image
+        .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+pub fn webp(image: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image
+        .write_to(&mut Cursor::new(&mut out), ImageFormat::WebP)
+        .unwrap();
+    out
+}
+
+/// A little-endian EXIF block (TIFF) with orientation `orientation` and a
+/// GPS block: latitude 51° 30' 26.15" N, and [`GPS_SECRET`] as its map datum.
+pub fn exif(orientation: u16) -> Vec<u8> {
+    fn entry(out: &mut Vec<u8>, tag: u16, kind: u16, count: u32, value: u32) {
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+    const SHORT: u16 = 3;
+    const LONG: u16 = 4;
+    const ASCII: u16 = 2;
+    const RATIONAL: u16 = 5;
+    let mut out = b"II*\0".to_vec();
+    out.extend_from_slice(&8u32.to_le_bytes());
+    // IFD0 at 8: orientation, and where the GPS IFD is (38).
+    out.extend_from_slice(&2u16.to_le_bytes());
+    entry(&mut out, 0x0112, SHORT, 1, u32::from(orientation));
+    entry(&mut out, 0x8825, LONG, 1, 38);
+    out.extend_from_slice(&0u32.to_le_bytes());
+    assert_eq!(out.len(), 38);
+    // GPS IFD at 38: latitude ref "N", latitude (at 80), map datum (at 104).
+    out.extend_from_slice(&3u16.to_le_bytes());
+    entry(&mut out, 0x0001, ASCII, 2, u32::from_le_bytes(*b"N\0\0\0"));
+    entry(&mut out, 0x0002, RATIONAL, 3, 80);
+    entry(&mut out, 0x0012, ASCII, GPS_SECRET.len() as u32 + 1, 104);
+    out.extend_from_slice(&0u32.to_le_bytes());
+    assert_eq!(out.len(), 80);
+    for (numerator, denominator) in [(51u32, 1u32), (30, 1), (2615, 100)] {
+        out.extend_from_slice(&numerator.to_le_bytes());
+        out.extend_from_slice(&denominator.to_le_bytes());
+    }
+    out.extend_from_slice(GPS_SECRET);
+    out.push(0);
+    out
+}
+
+/// `jpeg` with `exif` as its APP1 segment, right after the SOI marker, as
+/// a camera writes it.
+pub fn with_exif(jpeg: &[u8], exif: &[u8]) -> Vec<u8> {
+    assert_eq!(&jpeg[..2], b"\xff\xd8");
+    let length = (2 + 6 + exif.len()) as u16;
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(b"\xff\xe1");
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(b"Exif\0\0");
+    out.extend_from_slice(exif);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let mut body = kind.to_vec();
+    body.extend_from_slice(data);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crc32(&body).to_be_bytes());
+}
+
+/// A valid-looking PNG of a few dozen bytes whose header claims `side` ×
+/// `side` RGB pixels (a decompression bomb's first move).
+pub fn png_claiming(side: u32) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut header = Vec::new();
+    header.extend_from_slice(&side.to_be_bytes());
+    header.extend_from_slice(&side.to_be_bytes());
+    header.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut out, b"IHDR", &header);
+    // A zlib stream of a few zero bytes: the start of the pixels.
+    chunk(
+        &mut out,
+        b"IDAT",
+        &[0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01],
+    );
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+/// A multipart/form-data body with one file field, as a browser sends it:
+/// the content type header and the body.
+pub fn multipart(
+    field: &str,
+    filename: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> (String, Vec<u8>) {
+    let boundary = "----folio-test-boundary-7d1f0c";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+impl TestApp {
+    /// Uploads `bytes` as the avatar, as a script does (JSON back).
+    pub async fn upload_avatar(&self, cookie: &Cookie, bytes: &[u8]) -> reqwest::Response {
+        self.upload_avatar_as(cookie, "photo.jpg", "image/jpeg", bytes, "application/json")
+            .await
+    }
+
+    /// Uploads with the given file name, declared type and `Accept`
+    /// (`text/html`: a plain form post).
+    pub async fn upload_avatar_as(
+        &self,
+        cookie: &Cookie,
+        filename: &str,
+        content_type: &str,
+        bytes: &[u8],
+        accept: &str,
+    ) -> reqwest::Response {
+        let (form_type, body) = multipart("avatar", filename, content_type, bytes);
+        let mut request = self
+            .client
+            .post(self.url("/settings/profile/avatar"))
+            .header(reqwest::header::CONTENT_TYPE, form_type)
+            .header(reqwest::header::ACCEPT, accept)
+            .body(body);
+        if let Some(token) = cookie.token() {
+            request = request.header(reqwest::header::COOKIE, format!("{SESSION_COOKIE}={token}"));
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// Every file in the media store.
+    pub async fn media_files(&self) -> Vec<String> {
+        self.state.media.store.names().await.expect("store lists")
+    }
+
+    /// Every stored file's bytes.
+    pub async fn media_bytes(&self) -> Vec<(String, Vec<u8>)> {
+        let mut all = Vec::new();
+        for name in self.media_files().await {
+            let bytes = self.state.media.store.get(&name).await.unwrap().unwrap();
+            all.push((name, bytes.to_vec()));
+        }
+        all
+    }
+}
+
+/// A directory of its own for a test's media store.
+pub fn media_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("folio-media-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `moto_server` (PyPI's `moto[server]`, an S3-compatible server), from
+/// `FOLIO_MOTO_SERVER` or the project's venv (`ensure_moto` in
+/// scripts/common.sh installs it there), on a spare port.
+pub struct MotoProcess {
+    child: Child,
+    pub port: u16,
+}
+
+impl MotoProcess {
+    pub fn start() -> Self {
+        let binary = std::env::var("FOLIO_MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                    .join(".cache/folio/venv/bin/moto_server")
+            });
+        assert!(
+            binary.exists(),
+            "{} is missing: run `source scripts/common.sh && ensure_moto` once",
+            binary.display()
+        );
+        let port = free_port();
+        let child = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server on {port} never answered"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { child, port }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates `bucket` (moto takes unsigned requests).
+    pub async fn create_bucket(&self, bucket: &str) {
+        let response = reqwest::Client::new()
+            .put(format!("{}/{bucket}", self.endpoint()))
+            .send()
+            .await
+            .expect("moto answers");
+        assert!(
+            response.status().is_success(),
+            "create bucket: {}",
+            response.status()
+        );
+    }
+}
+
+impl Drop for MotoProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
