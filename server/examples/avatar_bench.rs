@@ -10,6 +10,9 @@
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 
+#[path = "../tests/support/pictures.rs"]
+mod pictures;
+
 use app::ssr::media::{process_now, MediaStoreConfig, Processor};
 use image::{ImageFormat, Rgb, RgbImage};
 
@@ -130,7 +133,7 @@ async fn main() {
     // The bomb: a PNG header claiming 60 000 x 60 000 pixels.
     reset_peak();
     let before = rss_mib();
-    let bomb = bomb_png(60_000);
+    let bomb = pictures::png_claiming(60_000);
     let started = Instant::now();
     let refused = process_now(&bomb).unwrap_err();
     println!(
@@ -142,43 +145,6 @@ async fn main() {
     );
 
     upload_to_visible(&jpeg).await;
-}
-
-fn bomb_png(side: u32) -> Vec<u8> {
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xffff_ffffu32;
-        for &byte in bytes {
-            crc ^= u32::from(byte);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xedb8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    for (kind, data) in [
-        (
-            *b"IHDR",
-            [
-                &side.to_be_bytes()[..],
-                &side.to_be_bytes(),
-                &[8, 2, 0, 0, 0],
-            ]
-            .concat(),
-        ),
-        (*b"IDAT", vec![0x78, 0x9c, 0x63, 0, 0, 0, 1, 0, 1]),
-        (*b"IEND", vec![]),
-    ] {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let body = [&kind[..], &data].concat();
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
-    }
-    out
 }
 
 /// The real server on a spare port: sign up, upload, then the public page

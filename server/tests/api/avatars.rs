@@ -9,8 +9,8 @@ use app::ssr::Limit;
 use image::GenericImageView;
 
 use crate::support::{
-    exif, halves, jpeg, png_claiming, png_rgba, spawn_app, spawn_app_with, status_and_json,
-    wait_for, webp, with_exif, Cookie, MotoProcess, TestApp, GPS_SECRET,
+    exif, halves, jpeg, png_rgba, spawn_app, spawn_app_with, status_and_json, wait_for, webp,
+    with_exif, Cookie, MotoProcess, TestApp, GPS_SECRET,
 };
 
 /// The field message of a refused upload.
@@ -189,7 +189,7 @@ async fn bad_files_are_refused_with_their_reason_and_nothing_is_stored() {
 async fn a_decompression_bomb_is_refused_from_its_header() {
     let app = spawn_app().await;
     let cookie = app.register("ada").await;
-    let bomb = png_claiming(60_000);
+    let bomb = crate::support::pictures::png_claiming(60_000);
     assert!(bomb.len() < 100);
 
     let started = Instant::now();

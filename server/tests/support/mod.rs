@@ -5,6 +5,7 @@
 
 mod events;
 mod media;
+pub mod pictures;
 mod processes;
 mod pubsub_hold;
 
