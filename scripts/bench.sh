@@ -524,3 +524,5 @@ say "written to ${RESULTS#$ROOT/}"
 # People search at a million profiles (20 000 in smoke mode): p50/p99 per
 # kind of query, index sizes and plans (bench/search.md).
 "$ROOT/scripts/bench-search.sh" ${SMOKE:+--smoke}
+if [ -n "$SMOKE" ]; then SEARCH_RESULTS="$WORK/search.md"; else SEARCH_RESULTS="$ROOT/bench/search.md"; fi
+append_search_rows "$SEARCH_RESULTS" "$RESULTS"

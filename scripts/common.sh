@@ -276,3 +276,18 @@ ensure_wrk() {
     apt_install brotli || echo "brotli unavailable: its sizes will read n/a"
   fi
 }
+
+# The latency rows of a people-search run (bench/search.md) appended to a
+# results file as its own section, with the run's own date line: the two
+# files can come from different runs, and each row says which.
+append_search_rows() {
+  local search="$1" results="$2"
+  {
+    echo
+    echo "## People search ($(sed -n 's/^# People search at //p' "$search"), p50/p99 per kind of query; plans and index sizes in ${search#$ROOT/})"
+    echo
+    sed -n '3p' "$search"
+    echo
+    sed -n '/^| query |/,/^$/p' "$search" | sed '/^$/d'
+  } >>"$results"
+}

@@ -464,10 +464,11 @@ async fn every_kind_of_query_uses_its_index() {
         (SearchMode::Words, "grace kqb", "search_documents_document"),
         (SearchMode::Broad, "ada", "search_documents_recent"),
         (SearchMode::Fuzzy, "kqbreg", "search_documents_document"),
+        (SearchMode::FuzzyBroad, "gracr", "search_documents_recent"),
         (SearchMode::Recent, "", "search_documents_recent"),
     ] {
         let mut tx = db.begin().await.unwrap();
-        if mode == SearchMode::Broad {
+        if matches!(mode, SearchMode::Broad | SearchMode::FuzzyBroad) {
             sqlx::query("SET LOCAL enable_bitmapscan = off")
                 .execute(&mut *tx)
                 .await
@@ -477,8 +478,8 @@ async fn every_kind_of_query_uses_its_index() {
             "EXPLAIN (ANALYZE, FORMAT TEXT) {}",
             app::ssr::search::sql(mode, Direction::After)
         );
-        // Fuzzy runs with the corrected words as its $1.
-        let first: String = if mode == SearchMode::Fuzzy {
+        // The corrected modes run with the corrected words as their $1.
+        let first: String = if mode.corrected() {
             sqlx::query_scalar("SELECT people_fuzzy_tsquery($1)::text")
                 .bind(q)
                 .fetch_one(&mut *tx)
@@ -491,7 +492,7 @@ async fn every_kind_of_query_uses_its_index() {
             .bind(first)
             .bind(q)
             .bind(true);
-        let statement = if matches!(mode, SearchMode::Recent | SearchMode::Broad) {
+        let statement = if mode.by_time() {
             statement.bind(None::<time::OffsetDateTime>)
         } else {
             statement.bind(None::<f32>)
@@ -572,4 +573,60 @@ async fn a_query_matching_too_many_to_rank_lists_the_exact_username_then_the_new
     let unique: HashSet<&String> = seen.iter().collect();
     assert_eq!(unique.len(), 60, "{seen:?}");
     assert_eq!(seen[20], "mar20", "the second page follows the first");
+}
+
+/// A typo whose corrections match more than are worth ranking (a misspelt
+/// common surname): the matches newest first, paged without repeats while
+/// rows are added, and counted as their own mode.
+#[tokio::test]
+async fn a_typo_of_a_common_name_lists_the_newest_matches() {
+    let app = spawn_app().await;
+    let many = app::ssr::search::FUZZY_RANK_LIMIT as i64 + 3_000;
+    let mut seed = app.state.db.begin().await.unwrap();
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *seed)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO search_documents (user_id, username, version, display_name, updated_at)
+         SELECT i, 'hop' || i, 1, 'Grace Hopper', now() - i * interval '1 second'
+         FROM generate_series(1, $1) AS i",
+    )
+    .bind(many)
+    .execute(&mut *seed)
+    .await
+    .unwrap();
+    seed.commit().await.unwrap();
+    sqlx::query("ANALYZE search_documents")
+        .execute(app.state.db.primary())
+        .await
+        .unwrap();
+
+    let mut seen: Vec<String> = Vec::new();
+    let mut after: Option<String> = None;
+    for round in 0..3 {
+        let mut form = vec![("q", "hoppre".to_owned())];
+        if let Some(cursor) = &after {
+            form.push(("after", cursor.clone()));
+        }
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, page) = app.search(&form).await;
+        assert_eq!(status, 200, "{page}");
+        seen.extend(names(&page));
+        // A newer match meanwhile: it belongs before the pages already
+        // shown, so it neither repeats nor pushes a row off.
+        app.index(&format!("hopnew{round}"), "Ada Hopper", "", "")
+            .await;
+        after = Some(page["next"].as_str().expect("more pages").to_owned());
+        assert!(
+            after.as_deref().unwrap().starts_with('g'),
+            "a page of the corrections by recency: {after:?}"
+        );
+    }
+    let expected: Vec<String> = (1..=60).map(|i| format!("hop{i}")).collect();
+    assert_eq!(seen, expected, "newest first, no repeats, no skips");
+    let counted = app
+        .metric("folio_search_queries_total{mode=\"fuzzy_broad\"}")
+        .await;
+    assert_eq!(counted, 3);
 }

@@ -108,8 +108,26 @@ pub enum SearchMode {
     /// Too many matches to rank (a short prefix at a million profiles):
     /// the matches, most recently updated first, after an exact username.
     Broad,
+    /// A typo whose corrections match too many to rank (a misspelt common
+    /// surname): the corrections' matches, most recently updated first.
+    FuzzyBroad,
     /// The empty query: most recently updated first.
     Recent,
+}
+
+impl SearchMode {
+    /// Whether rows are ordered by update time (else by score).
+    pub fn by_time(self) -> bool {
+        matches!(
+            self,
+            SearchMode::Recent | SearchMode::Broad | SearchMode::FuzzyBroad
+        )
+    }
+
+    /// Whether the query's words were replaced by their corrections.
+    pub fn corrected(self) -> bool {
+        matches!(self, SearchMode::Fuzzy | SearchMode::FuzzyBroad)
+    }
 }
 
 /// Which side of the cursor's row a page lies on.
@@ -127,8 +145,9 @@ pub enum Direction {
 pub struct Cursor {
     pub direction: Direction,
     pub mode: SearchMode,
-    /// `Words`/`Fuzzy`: the score's bits (an `f32`); `Recent`/`Broad`:
-    /// the update time, microseconds since the Unix epoch.
+    /// Ranked modes: the score's bits (an `f32`); modes ordered by time
+    /// ([`SearchMode::by_time`]): the update time, microseconds since the
+    /// Unix epoch.
     pub key: i64,
     pub user_id: i64,
     /// The query's [`SearchQuery::tag`].
@@ -164,6 +183,7 @@ impl Cursor {
             SearchMode::Words => 'w',
             SearchMode::Fuzzy => 'f',
             SearchMode::Broad => 'b',
+            SearchMode::FuzzyBroad => 'g',
             SearchMode::Recent => 'r',
         };
         format!("{mode}{:x}.{:x}.{:08x}", self.key, self.user_id, self.tag)
@@ -182,6 +202,7 @@ impl Cursor {
             Some('w') => SearchMode::Words,
             Some('f') => SearchMode::Fuzzy,
             Some('b') => SearchMode::Broad,
+            Some('g') => SearchMode::FuzzyBroad,
             Some('r') => SearchMode::Recent,
             _ => return Err(invalid()),
         };
@@ -209,16 +230,9 @@ impl Cursor {
         let key = key as i64;
         let user_id = i64::try_from(user_id).map_err(|_| invalid())?;
         let tag = u32::try_from(tag).map_err(|_| invalid())?;
-        let fits_query = match mode {
-            SearchMode::Recent => query.is_empty(),
-            SearchMode::Words | SearchMode::Fuzzy | SearchMode::Broad => !query.is_empty(),
-        };
-        let score_ok = match mode {
-            SearchMode::Recent | SearchMode::Broad => true,
-            SearchMode::Words | SearchMode::Fuzzy => {
-                u32::try_from(key).is_ok_and(|bits| f32::from_bits(bits).is_finite())
-            }
-        };
+        let fits_query = (mode == SearchMode::Recent) == query.is_empty();
+        let score_ok = mode.by_time()
+            || u32::try_from(key).is_ok_and(|bits| f32::from_bits(bits).is_finite());
         if user_id <= 0 || tag != query.tag() || !fits_query || !score_ok {
             return Err(invalid());
         }

@@ -9,8 +9,8 @@ use app::ssr::Limit;
 use image::GenericImageView;
 
 use crate::support::{
-    exif, halves, jpeg, png_rgba, spawn_app, spawn_app_with, status_and_json, wait_for, webp,
-    with_exif, Cookie, MotoProcess, TestApp, GPS_SECRET,
+    animated_png, animated_webp, exif, halves, jpeg, plain, png_rgba, spawn_app, spawn_app_with,
+    status_and_json, wait_for, webp, with_exif, Cookie, MotoProcess, TestApp, GPS_SECRET,
 };
 
 /// The field message of a refused upload.
@@ -118,6 +118,36 @@ async fn png_with_alpha_and_webp_are_taken() {
     let bytes = app.state.media.store.get(&name).await.unwrap().unwrap();
     let image = decoded(&bytes);
     assert!(image.color().has_alpha(), "transparency kept");
+}
+
+/// Folio's choice for animations: the first frame becomes a still avatar
+/// (an avatar that moves distracts on every page that shows it, and WCAG
+/// 2.2.2 would then ask for a pause control). GIF stays refused.
+#[tokio::test]
+async fn an_animated_picture_becomes_its_first_frame() {
+    let app = spawn_app().await;
+    let cookie = app.register("ada").await;
+    let frames = [plain(96, [220, 20, 20]), plain(96, [20, 20, 220])];
+
+    for (format, bytes) in [
+        ("APNG", animated_png(&frames)),
+        ("animated WebP", animated_webp(&frames)),
+    ] {
+        let profile = upload_ok(&app, &cookie, &bytes).await;
+        let key = key_of(&profile);
+        for size in [64, 128, 256] {
+            let name = format!("{key}-{size}.webp");
+            let stored = app.state.media.store.get(&name).await.unwrap().unwrap();
+            let image = decoded(&stored);
+            assert_eq!(image.dimensions(), (size, size), "{format}");
+            let centre = image.get_pixel(size / 2, size / 2);
+            assert!(is_red(centre), "{format}: the first frame, got {centre:?}");
+            assert!(
+                !stored.windows(4).any(|w| w == b"ANIM" || w == b"ANMF"),
+                "{format}: stored as a still"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -56,6 +56,80 @@ pub fn webp(image: &RgbImage) -> Vec<u8> {
     out
 }
 
+/// A square of one colour.
+pub fn plain(side: u32, colour: [u8; 3]) -> RgbImage {
+    RgbImage::from_pixel(side, side, Rgb(colour))
+}
+
+/// An animated PNG (APNG) of `frames`, one after the other, looping. Its
+/// default image (what a viewer without APNG support shows) is the first.
+pub fn animated_png(frames: &[RgbImage]) -> Vec<u8> {
+    let (width, height) = frames[0].dimensions();
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_animated(frames.len() as u32, 0).unwrap();
+    let mut writer = encoder.write_header().unwrap();
+    for frame in frames {
+        writer.write_image_data(frame.as_raw()).unwrap();
+    }
+    writer.finish().unwrap();
+    out
+}
+
+/// An animated WebP of `frames` (each a lossless VP8L bitstream in an ANMF
+/// chunk, 100 ms each, looping), assembled chunk by chunk: the `image`
+/// crate encodes stills only.
+pub fn animated_webp(frames: &[RgbImage]) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(kind);
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            out.push(0);
+        }
+    }
+    fn u24(out: &mut Vec<u8>, value: u32) {
+        out.extend_from_slice(&value.to_le_bytes()[..3]);
+    }
+    /// The VP8L chunk (header included) of a still WebP.
+    fn vp8l_chunk(still: &[u8]) -> Vec<u8> {
+        let mut at = 12; // after RIFF, size, WEBP
+        while at + 8 <= still.len() {
+            let size = u32::from_le_bytes(still[at + 4..at + 8].try_into().unwrap()) as usize;
+            let end = at + 8 + size + size % 2;
+            if &still[at..at + 4] == b"VP8L" {
+                return still[at..end.min(still.len())].to_vec();
+            }
+            at = end;
+        }
+        panic!("the still WebP has no VP8L chunk");
+    }
+    let (width, height) = frames[0].dimensions();
+    let mut body = b"WEBP".to_vec();
+    let mut vp8x = vec![0x02, 0, 0, 0]; // the animation flag
+    u24(&mut vp8x, width - 1);
+    u24(&mut vp8x, height - 1);
+    chunk(&mut body, b"VP8X", &vp8x);
+    chunk(&mut body, b"ANIM", &[0, 0, 0, 0, 0, 0]); // background, loop forever
+    for frame in frames {
+        let mut anmf = Vec::new();
+        u24(&mut anmf, 0); // x / 2
+        u24(&mut anmf, 0); // y / 2
+        u24(&mut anmf, width - 1);
+        u24(&mut anmf, height - 1);
+        u24(&mut anmf, 100); // duration, ms
+        anmf.push(0); // no blending, no disposal
+        anmf.extend_from_slice(&vp8l_chunk(&webp(frame)));
+        chunk(&mut body, b"ANMF", &anmf);
+    }
+    let mut out = b"RIFF".to_vec();
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
 /// A little-endian EXIF block (TIFF) with orientation `orientation` and a
 /// GPS block: latitude 51° 30' 26.15" N, and [`GPS_SECRET`] as its map datum.
 pub fn exif(orientation: u16) -> Vec<u8> {
