@@ -231,8 +231,8 @@ impl Cursor {
         let user_id = i64::try_from(user_id).map_err(|_| invalid())?;
         let tag = u32::try_from(tag).map_err(|_| invalid())?;
         let fits_query = (mode == SearchMode::Recent) == query.is_empty();
-        let score_ok = mode.by_time()
-            || u32::try_from(key).is_ok_and(|bits| f32::from_bits(bits).is_finite());
+        let score_ok =
+            mode.by_time() || u32::try_from(key).is_ok_and(|bits| f32::from_bits(bits).is_finite());
         if user_id <= 0 || tag != query.tag() || !fits_query || !score_ok {
             return Err(invalid());
         }
