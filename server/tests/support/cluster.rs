@@ -124,6 +124,26 @@ impl RedisCluster {
         }
     }
 
+    /// Waits until `victim` no longer serves slots (its replica was
+    /// promoted in its place) and the cluster is whole again; returns how
+    /// long that took.
+    pub fn wait_for_failover(&self, victim: u16, limit: Duration) -> Duration {
+        let began = Instant::now();
+        loop {
+            let masters = self.masters();
+            if masters.len() == 3 && !masters.contains(&victim) {
+                break;
+            }
+            assert!(
+                began.elapsed() < limit,
+                "no failover after {limit:?}: masters {masters:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.wait_until_ok(limit);
+        began.elapsed()
+    }
+
     fn running(&self) -> impl Iterator<Item = &ClusterNode> {
         self.nodes.iter().filter(|n| n.child.is_some())
     }

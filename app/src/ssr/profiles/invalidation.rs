@@ -155,10 +155,10 @@ async fn listen_on_cluster(state: &AppState, nodes: Vec<String>) {
             return;
         }
     };
-    let state = state.downgrade();
+    let weak = state.downgrade();
     tokio::spawn(async move {
         while let Some(push) = received.recv().await {
-            let Some(state) = state.upgrade() else { return };
+            let Some(state) = weak.upgrade() else { return };
             match push.kind {
                 PushKind::SSubscribe => {
                     state.profiles.set_live(true);
@@ -182,6 +182,7 @@ async fn listen_on_cluster(state: &AppState, nodes: Vec<String>) {
                     // that was not the channel's (no confirmation would
                     // come), and is answered once the cluster can.
                     state.profiles.set_live(false);
+                    drop(state);
                     tracing::warn!(kind = ?push.kind, "profile invalidations interrupted; in-process cache off until resubscribed");
                     let mut backoff = RESUBSCRIBE_MIN;
                     loop {
@@ -192,7 +193,7 @@ async fn listen_on_cluster(state: &AppState, nodes: Vec<String>) {
                         .await
                         {
                             Ok(Ok(())) => break,
-                            _ if !state.is_alive() => return,
+                            _ if !weak.is_alive() => return,
                             _ => {
                                 tokio::time::sleep(backoff).await;
                                 backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
