@@ -2,8 +2,9 @@
 # Benchmarks (`make bench`): seeds a fresh database, starts the release server
 # and drives it with wrk. Prints one Markdown table and writes it to
 # bench/results.md (or bench/out/ with --smoke); then the event pipeline's
-# numbers (scripts/bench-events.sh, bench/events.md) and people search's
-# (scripts/bench-search.sh, bench/search.md).
+# numbers (scripts/bench-events.sh, bench/events.md), people search's
+# (scripts/bench-search.sh, bench/search.md) and the million-user run
+# (scripts/bench-scale.sh, bench/scale.md).
 #
 #   ./scripts/bench.sh                 3 rounds of 5 s per scenario, 10 000 users
 #   ./scripts/bench.sh --rounds 5 --duration 10
@@ -526,3 +527,8 @@ say "written to ${RESULTS#$ROOT/}"
 "$ROOT/scripts/bench-search.sh" ${SMOKE:+--smoke}
 if [ -n "$SMOKE" ]; then SEARCH_RESULTS="$WORK/search.md"; else SEARCH_RESULTS="$ROOT/bench/search.md"; fi
 append_search_rows "$SEARCH_RESULTS" "$RESULTS"
+
+# 10 000, 100 000 and 1 000 000 users (FOLIO_BENCH_USERS; 2 000 in smoke
+# mode) read with Zipf-like popularity: hit ratios, Redis memory per
+# profile and per session, Postgres sizes (bench/scale.md, and appended).
+"$ROOT/scripts/bench-scale.sh" ${SMOKE:+--smoke} --append "$RESULTS"

@@ -193,6 +193,51 @@ stop_pg_pair() {
   done
 }
 
+# --- a Redis Cluster -------------------------------------------------------------
+
+# Three masters and three replicas on spare loopback ports (each with its
+# cluster bus on port + 10 000), their data in DIR (a fresh temp dir).
+#   start_redis_cluster DIR    sets REDIS_CLUSTER_URL (redis+cluster://…, every node a seed)
+#   stop_redis_cluster DIR     stops every node (safe to call twice)
+start_redis_cluster() {
+  local dir="$1" port ports=() hosts=() tries
+  if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    say "installing redis-server"; apt_install redis-server redis-tools
+  fi
+  mkdir -p "$dir"
+  while [ "${#ports[@]}" -lt 6 ]; do
+    port="$(free_port)"
+    if [ "$port" -lt 55000 ] && ! port_open 127.0.0.1 $((port + 10000)) \
+        && [[ " ${ports[*]} " != *" $port "* ]]; then
+      ports+=("$port")
+    fi
+  done
+  for port in "${ports[@]}"; do
+    mkdir -p "$dir/$port"
+    redis-server --port "$port" --bind 127.0.0.1 --daemonize yes --dir "$dir/$port" \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 1000 \
+      --save "" --appendonly no --logfile "$dir/$port/redis.log" --pidfile "$dir/$port/redis.pid"
+    hosts+=("127.0.0.1:$port")
+  done
+  for port in "${ports[@]}"; do
+    for _ in $(seq 50); do redis_answers 127.0.0.1 "$port" && break; sleep 0.1; done
+  done
+  redis-cli --cluster create "${hosts[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log"
+  for tries in $(seq 100); do
+    redis-cli -p "${ports[0]}" cluster info | grep -q "cluster_state:ok" && break
+    sleep 0.2
+  done
+  REDIS_CLUSTER_URL="redis+cluster://$(IFS=,; echo "${hosts[*]}")"
+  say "Redis Cluster: $REDIS_CLUSTER_URL"
+}
+
+stop_redis_cluster() {
+  local dir="$1" pidfile
+  for pidfile in "$dir"/*/redis.pid; do
+    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
+}
+
 # --- S3 (moto) -----------------------------------------------------------------
 
 # PyPI's moto[server], an S3-compatible server, in a venv of the project's

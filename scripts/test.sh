@@ -29,6 +29,21 @@ say "Rust tests"
 cargo test -p app --features ssr
 cargo test -p server
 
+say "API, events and search tests on a Redis Cluster (3 masters, 3 replicas)"
+# Every module that talks to Redis (sessions, rate limits, the profile
+# cache and its sharded invalidations, recent writes, the event streams)
+# runs its tests again with REDIS_URL naming a cluster. The failover test
+# (tests/cluster.rs) ran above with the other Rust tests: it starts a
+# cluster of its own.
+CLUSTER_DIR="$(mktemp -d /tmp/folio-redis-cluster.XXXXXX)"
+trap 'stop_redis_cluster "$CLUSTER_DIR"' EXIT
+start_redis_cluster "$CLUSTER_DIR"
+REDIS_URL="$REDIS_CLUSTER_URL" FOLIO_EVENTS_REDIS_URL="$REDIS_CLUSTER_URL" \
+  cargo test -p server --test api --test events --test search
+stop_redis_cluster "$CLUSTER_DIR"
+rm -rf "$CLUSTER_DIR"
+trap - EXIT
+
 say "release build (cargo leptos)"
 cargo leptos build --release
 

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/folio` | Postgres (the primary); the database is created if missing |
 //! | `DATABASE_REPLICA_URLS` | (none) | comma-separated streaming replicas of it for public reads; none: every read goes to the primary |
-//! | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis |
+//! | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis: one server (`redis://`, `rediss://` for TLS), or a Redis Cluster through its seed nodes, `redis+cluster://host:port,host:port,…` (`rediss+cluster://` for TLS; `user:password@` before the hosts applies to every node) |
 //! | `LEPTOS_SITE_ADDR` | `127.0.0.1:3000` | address to listen on (cargo-leptos sets it) |
 //! | `FOLIO_PUBLIC_URL` | `http://` + `LEPTOS_SITE_ADDR` | the address people reach Folio at (`https://folio.example`): canonical links and link previews of profiles, never taken from a request's `Host` |
 //! | `LEPTOS_ENV` | `PROD` in a release build, `DEV` in a debug one | `DEV` allows `cargo leptos watch`'s reload websocket in the CSP |

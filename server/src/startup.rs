@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use app::ssr::events::{self, Workers};
 use app::ssr::infra::db::{Pools, ReplicaPool};
+use app::ssr::infra::redis::SERVICE_TIMEOUTS;
 use app::ssr::media::MediaStore;
-use app::ssr::{AppState, RedisConnector};
+use app::ssr::{AppState, Redis, RedisConnector, RedisTarget};
 use app::{shell, App};
 use axum::extract::FromRef;
 use axum::routing::get;
@@ -18,7 +19,6 @@ use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{file_and_error_handler_with_context, generate_route_list, LeptosRoutes};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
@@ -166,26 +166,21 @@ fn connect_replicas(settings: &Settings) -> Result<Vec<ReplicaPool>, StartupErro
         .collect()
 }
 
-async fn connect_redis(settings: &Settings) -> Result<ConnectionManager, StartupError> {
+async fn connect_redis(settings: &Settings) -> Result<(Redis, RedisTarget), StartupError> {
     let url = redact(&settings.redis_url);
     let failed = |cause: String| StartupError::Redis {
         url: url.clone(),
         cause,
     };
-    let client =
-        redis::Client::open(settings.redis_url.as_str()).map_err(|e| failed(e.to_string()))?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(2)))
-        .set_number_of_retries(1);
-    let mut manager = ConnectionManager::new_with_config(client, config)
+    let target = RedisTarget::parse(&settings.redis_url).map_err(failed)?;
+    let mut redis = app::ssr::infra::redis::connect(&target, SERVICE_TIMEOUTS)
         .await
         .map_err(|e| failed(e.to_string()))?;
     redis::cmd("PING")
-        .query_async::<String>(&mut manager)
+        .query_async::<String>(&mut redis)
         .await
         .map_err(|e| failed(e.to_string()))?;
-    Ok(manager)
+    Ok((redis, target))
 }
 
 fn leptos_options(settings: &Settings) -> LeptosOptions {
@@ -226,7 +221,7 @@ fn site_options(settings: &Settings) -> LeptosOptions {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         // Redis first: it is the cheaper check, and creates nothing.
-        let redis = connect_redis(&settings).await?;
+        let (redis, redis_target) = connect_redis(&settings).await?;
         let replicas = connect_replicas(&settings)?;
         let db = connect_postgres(&settings).await?;
         sqlx::migrate!("../migrations")
@@ -255,12 +250,12 @@ impl Application {
         app::ssr::infra::db::watch_replicas(&state).await;
         // The event streams' Redis is not needed to serve: connections to it
         // are opened (and reopened) by the tasks that use it.
-        let events_redis = redis::Client::open(settings.events_redis_url.as_str())
-            .map(RedisConnector::new)
-            .map_err(|e| StartupError::Redis {
+        let events_redis = RedisConnector::open(&settings.events_redis_url).map_err(|cause| {
+            StartupError::Redis {
                 url: redact(&settings.events_redis_url),
-                cause: e.to_string(),
-            })?;
+                cause,
+            }
+        })?;
         events::observe(&state, events_redis.clone());
         let workers = (settings.event_workers || settings.worker_only).then(|| {
             let mut consumers = events::consumers::all(None);
@@ -271,9 +266,7 @@ impl Application {
         });
         // Profile invalidations arrive on a pub/sub connection of their own.
         if !settings.worker_only {
-            if let Ok(client) = redis::Client::open(settings.redis_url.as_str()) {
-                app::ssr::profiles::listen_for_invalidations(&state, client).await;
-            }
+            app::ssr::profiles::listen_for_invalidations(&state, redis_target).await;
         }
         let listener =
             TcpListener::bind(settings.addr)

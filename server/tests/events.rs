@@ -605,8 +605,7 @@ async fn the_mail_consumer_sends_through_the_mailer_it_is_given_once_per_event()
     let app = spawn_app_with(without_workers).await;
     let mailbox = Arc::new(Outbox::default());
     let mail = Arc::new(Mail::new(mailbox.clone()));
-    let connector =
-        RedisConnector::new(redis::Client::open(app.settings.events_redis_url.as_str()).unwrap());
+    let connector = RedisConnector::open(&app.settings.events_redis_url).unwrap();
     let workers = Workers::start(
         &app.state,
         connector,

@@ -196,8 +196,7 @@ async fn during_the_lag_the_writer_sees_the_edit_and_no_cache_goes_back() {
 }
 
 async fn delete_redis_key(app: &TestApp, suffix: &str) {
-    let client = redis::Client::open(app.settings.redis_url.as_str()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut connection = app.state.redis.clone();
     let _: i64 = redis::cmd("DEL")
         .arg(format!("{}{suffix}", app.settings.service.redis_prefix))
         .query_async(&mut connection)

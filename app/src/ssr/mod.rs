@@ -25,6 +25,6 @@ mod state;
 
 pub use error::{Error, Result};
 pub use infra::metrics::Metrics;
-pub use infra::redis::{Redis, RedisConnector};
+pub use infra::redis::{Redis, RedisConnector, RedisTarget};
 pub use request::{handle, Call, RequestMeta};
 pub use state::{AppState, Limit, ServiceConfig};

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use app::ssr::{Redis, RedisConnector};
 
 use super::{free_port, Cookie, TestApp};
 
@@ -120,10 +120,14 @@ impl TestApp {
         }
     }
 
-    /// A connection to the events Redis, for looking at the streams.
-    pub async fn events_redis(&self) -> ConnectionManager {
-        let client = redis::Client::open(self.settings.events_redis_url.as_str()).unwrap();
-        ConnectionManager::new(client).await.unwrap()
+    /// A connection to the events Redis (a server or a cluster), for
+    /// looking at the streams.
+    pub async fn events_redis(&self) -> Redis {
+        RedisConnector::open(&self.settings.events_redis_url)
+            .unwrap()
+            .connect(Duration::from_secs(5))
+            .await
+            .unwrap()
     }
 
     /// A Redis key of this app's deployment.

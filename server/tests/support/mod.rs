@@ -3,12 +3,15 @@
 //! `#[path]` from `api/`); each uses a part of it.
 #![allow(dead_code)]
 
+mod cluster;
 mod events;
 mod media;
 pub mod pictures;
 mod processes;
 mod pubsub_hold;
 
+#[allow(unused_imports)]
+pub use cluster::RedisCluster;
 #[allow(unused_imports)]
 pub use events::{metric_in, wait_for, WorkerProcess, FIREFOX, PHONE};
 #[allow(unused_imports)]
@@ -433,8 +436,7 @@ impl TestApp {
     /// A value in this deployment's Redis, read directly (`suffix` is the
     /// key without the deployment's prefix).
     pub async fn redis_get(&self, suffix: &str) -> Option<String> {
-        let client = redis::Client::open(self.settings.redis_url.as_str()).unwrap();
-        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let mut connection = self.state.redis.clone();
         redis::cmd("GET")
             .arg(format!("{}{suffix}", self.settings.service.redis_prefix))
             .query_async(&mut connection)

@@ -8,6 +8,15 @@
 //!
 //! Two clocks end a session: idle (sliding, refreshed on use, enforced by the
 //! key's TTL) and absolute (from creation, checked on every load).
+//!
+//! The session and the user's set are two keys that a Redis Cluster puts in
+//! different slots (the cookie names the session, not its user, so they
+//! cannot share a hash tag), so they are not changed in one `MULTI`: each
+//! change is two commands, in the order whose interruption is harmless. A
+//! session is listed in the set before it exists, and removed from the set
+//! only after it is gone: an interrupted change leaves at worst a listed id
+//! without a session (pruned by [`list`]), never a live session that "sign
+//! out everywhere" would not find.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -106,19 +115,20 @@ pub async fn create(
     let body = serialize(&session)?;
     let index = user_index_key(state, user_id);
     let mut redis = state.redis.clone();
+    // Listed first (see the module comment); one key, one slot.
     redis::pipe()
-        .atomic()
-        .cmd("SET")
-        .arg(session_key(state, &session.id))
-        .arg(body)
-        .arg("PX")
-        .arg(ttl_ms(state, &session, now))
-        .ignore()
         .sadd(&index, &session.id)
         .ignore()
         // The index outlives no session it lists.
         .pexpire(&index, state.config.session_absolute.as_millis() as i64)
         .ignore()
+        .query_async::<()>(&mut redis)
+        .await?;
+    redis::cmd("SET")
+        .arg(session_key(state, &session.id))
+        .arg(body)
+        .arg("PX")
+        .arg(ttl_ms(state, &session, now))
         .query_async::<()>(&mut redis)
         .await?;
     state.metrics.sessions_created.increment(1);
@@ -185,14 +195,9 @@ pub async fn destroy(state: &AppState, session: &Session) -> Result<()> {
 
 pub async fn destroy_by_id(state: &AppState, user_id: i64, id: &str) -> Result<()> {
     let mut redis = state.redis.clone();
-    redis::pipe()
-        .atomic()
-        .del(session_key(state, id))
-        .ignore()
-        .srem(user_index_key(state, user_id), id)
-        .ignore()
-        .query_async::<()>(&mut redis)
-        .await?;
+    // Gone first, unlisted after (see the module comment).
+    let _: () = redis.del(session_key(state, id)).await?;
+    let _: () = redis.srem(user_index_key(state, user_id), id).await?;
     state.metrics.sessions_ended.increment(1);
     Ok(())
 }

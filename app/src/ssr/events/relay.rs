@@ -198,16 +198,21 @@ struct Publisher {
 }
 
 impl Publisher {
-    /// XADDs the batch in id order, in one round trip. Not atomic: after an
-    /// error some entries may be in Redis already, and the whole batch is
-    /// published again (at least once).
+    /// XADDs the batch in id order, one pipeline per partition, the
+    /// partitions at once: a Redis Cluster refuses a pipeline whose keys lie
+    /// in several slots, and each partition's stream is one slot (`{pN}`).
+    /// Not atomic: after an error some entries may be in Redis already, and
+    /// the whole batch is published again (at least once).
     async fn publish(&mut self, state: &AppState, batch: &[Unsent]) -> Result<()> {
         let config = &state.config.events;
-        let mut pipe = redis::pipe();
+        let mut pipes: std::collections::BTreeMap<u16, redis::Pipeline> = Default::default();
         for row in batch {
-            let key = stream_key(state, partition_of(row.aggregate_id, config.partitions));
-            pipe.cmd("XADD")
-                .arg(key)
+            let partition = partition_of(row.aggregate_id, config.partitions);
+            pipes
+                .entry(partition)
+                .or_insert_with(redis::pipe)
+                .cmd("XADD")
+                .arg(stream_key(state, partition))
                 .arg("MAXLEN")
                 .arg("~")
                 .arg(config.stream_max_len)
@@ -218,7 +223,14 @@ impl Publisher {
         if self.redis.is_none() {
             self.redis = Some(self.connector.connect(Duration::from_secs(2)).await?);
         }
-        let redis = self.redis.as_mut().expect("just connected");
-        pipe.query_async::<()>(redis).await.map_err(Error::from)
+        let redis = self.redis.as_ref().expect("just connected");
+        let sent = pipes.values().map(|pipe| {
+            let mut redis = redis.clone();
+            async move { pipe.query_async::<()>(&mut redis).await }
+        });
+        for result in futures::future::join_all(sent).await {
+            result.map_err(Error::from)?;
+        }
+        Ok(())
     }
 }

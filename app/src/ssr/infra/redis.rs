@@ -5,11 +5,119 @@
 //! What a cluster demands of the callers: every key that one command, one
 //! script or one `MULTI` touches together must hash to one slot, so such
 //! keys share a hash tag (`{…}`: `profile:{ada}` and `profile_floor:{ada}`).
-//! Keys used alone need none.
+//! Keys used alone need none. Where two keys must change together but
+//! cannot share a tag (a session and its user's list of sessions: the
+//! cookie names the session, not the user), they are written one after the
+//! other in the order whose interruption is harmless (see `sessions.rs`).
+//!
+//! Which one is named by the URL ([`RedisTarget::parse`]): `redis://…` or
+//! `rediss://…` is one server; `redis+cluster://host:port,host:port,…` (or
+//! `rediss+cluster://…`) is a cluster, reached through any of the seed
+//! nodes listed (the client learns the rest, and every change of slots,
+//! from them).
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+/// Where Redis is: one server, or the seed nodes of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// A `redis://` (or `rediss://`) URL, as the redis crate reads it.
+    Standalone(String),
+    /// One `redis://host:port` URL per seed node, credentials repeated.
+    Cluster(Vec<String>),
+}
+
+impl RedisTarget {
+    /// Reads `REDIS_URL`'s forms (see the module comment).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let cluster = [
+            ("redis+cluster://", "redis://"),
+            ("rediss+cluster://", "rediss://"),
+        ]
+        .into_iter()
+        .find_map(|(scheme, node_scheme)| url.strip_prefix(scheme).map(|rest| (rest, node_scheme)));
+        let Some((rest, node_scheme)) = cluster else {
+            if url.starts_with("redis://") || url.starts_with("rediss://") {
+                return Ok(Self::Standalone(url.to_owned()));
+            }
+            return Err(
+                "expected redis://host:port, rediss://…, or redis+cluster://host:port,host:port"
+                    .to_owned(),
+            );
+        };
+        let (credentials, hosts) = match rest.rsplit_once('@') {
+            Some((credentials, hosts)) => (format!("{credentials}@"), hosts),
+            None => (String::new(), rest),
+        };
+        let hosts = hosts.trim_end_matches('/');
+        let nodes: Vec<String> = hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|host| !host.is_empty())
+            .map(|host| format!("{node_scheme}{credentials}{host}"))
+            .collect();
+        if nodes.is_empty() || hosts.contains('/') {
+            return Err("a cluster URL lists host:port pairs, comma-separated, and no path".into());
+        }
+        Ok(Self::Cluster(nodes))
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+}
+
+/// How long to wait for a connection and for each answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub response: Duration,
+}
+
+/// The services' handle: 2 s to connect or answer, one retry.
+pub const SERVICE_TIMEOUTS: Timeouts = Timeouts {
+    connect: Duration::from_secs(2),
+    response: Duration::from_secs(2),
+};
+
+fn cluster_client(nodes: &[String], timeouts: Timeouts) -> redis::RedisResult<ClusterClient> {
+    ClusterClientBuilder::new(nodes.to_vec())
+        .connection_timeout(timeouts.connect)
+        .response_timeout(timeouts.response)
+        // A request that meets a failover (MOVED, a connection refused while
+        // a replica is promoted) is retried with backoff, up to about 3 s.
+        .retries(6)
+        .min_retry_wait(50)
+        .max_retry_wait(1_000)
+        .build()
+}
+
+/// Opens a handle on `target`: a reconnecting connection manager, or a
+/// cluster connection (which follows slot moves and failovers by itself).
+pub async fn connect(target: &RedisTarget, timeouts: Timeouts) -> redis::RedisResult<Redis> {
+    match target {
+        RedisTarget::Standalone(url) => {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeouts.connect))
+                .set_response_timeout(Some(timeouts.response))
+                .set_number_of_retries(1);
+            let client = redis::Client::open(url.as_str())?;
+            Ok(Redis::Standalone(
+                ConnectionManager::new_with_config(client, config).await?,
+            ))
+        }
+        RedisTarget::Cluster(nodes) => Ok(Redis::Cluster(
+            cluster_client(nodes, timeouts)?
+                .get_async_connection()
+                .await?,
+        )),
+    }
+}
 
 /// A cheap handle (cloning shares the underlying connection), which
 /// reconnects by itself after Redis comes back.
@@ -59,32 +167,71 @@ impl ConnectionLike for Redis {
     }
 }
 
+impl Redis {
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Redis::Cluster(_))
+    }
+}
+
 /// Opens connections of their own, for what must not share the services'
 /// multiplexed handle: a blocking read (XREADGROUP BLOCK) would hold up
 /// every command queued behind it, and its wait is longer than the shared
 /// handle's 2 s response timeout.
 #[derive(Clone)]
 pub struct RedisConnector {
-    client: redis::Client,
+    target: RedisTarget,
 }
 
 impl RedisConnector {
-    pub fn new(client: redis::Client) -> Self {
-        Self { client }
+    pub fn new(target: RedisTarget) -> Self {
+        Self { target }
+    }
+
+    /// A connector for `url` (see [`RedisTarget::parse`]).
+    pub fn open(url: &str) -> Result<Self, String> {
+        RedisTarget::parse(url).map(Self::new)
     }
 
     /// A new connection (reconnecting by itself, like the shared one) whose
     /// commands may take up to `response_timeout`.
-    pub async fn connect(
-        &self,
-        response_timeout: std::time::Duration,
-    ) -> redis::RedisResult<Redis> {
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
-            .set_response_timeout(Some(response_timeout))
-            .set_number_of_retries(1);
-        Ok(Redis::Standalone(
-            ConnectionManager::new_with_config(self.client.clone(), config).await?,
-        ))
+    pub async fn connect(&self, response_timeout: Duration) -> redis::RedisResult<Redis> {
+        connect(
+            &self.target,
+            Timeouts {
+                connect: Duration::from_secs(2),
+                response: response_timeout,
+            },
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_a_server_or_a_cluster() {
+        assert_eq!(
+            RedisTarget::parse("redis://127.0.0.1:6379"),
+            Ok(RedisTarget::Standalone("redis://127.0.0.1:6379".into()))
+        );
+        assert_eq!(
+            RedisTarget::parse("redis+cluster://10.0.0.1:7000, 10.0.0.2:7000/"),
+            Ok(RedisTarget::Cluster(vec![
+                "redis://10.0.0.1:7000".into(),
+                "redis://10.0.0.2:7000".into()
+            ]))
+        );
+        assert_eq!(
+            RedisTarget::parse("rediss+cluster://folio:s%40cret@a:6380,b:6380"),
+            Ok(RedisTarget::Cluster(vec![
+                "rediss://folio:s%40cret@a:6380".into(),
+                "rediss://folio:s%40cret@b:6380".into()
+            ]))
+        );
+        for bad in ["", "http://x", "redis+cluster://", "redis+cluster://a:1/0"] {
+            assert!(RedisTarget::parse(bad).is_err(), "{bad}");
+        }
     }
 }

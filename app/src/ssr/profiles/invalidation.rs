@@ -9,7 +9,15 @@
 //!
 //! When the subscription is lost, the L1 is cleared and bypassed until it is
 //! back (resubscribing with backoff), so the L1 never serves longer than
-//! Redis would have without a signal. None of this can fail a write: a
+//! Redis would have without a signal.
+//!
+//! On a Redis Cluster the same channel is a sharded one (SPUBLISH and
+//! SSUBSCRIBE): classic PUBLISH would be copied to every node of the
+//! cluster, a sharded message goes only to the replicas of the shard that
+//! owns the channel's slot. The cluster client follows the channel to a
+//! promoted replica after a failover and subscribes again by itself; every
+//! disconnection it reports turns the L1 off until a new subscription is
+//! confirmed. None of this can fail a write: a
 //! failure is logged and counted, and the floors in Redis and the short L1
 //! TTL bound what a reader can miss.
 
@@ -17,12 +25,12 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use futures::StreamExt;
-use redis::Script;
+use redis::{PushKind, Script};
 
 use super::cache::{entry_key, floor_key};
 use crate::domain::Username;
 use crate::ssr::state::WeakAppState;
-use crate::ssr::AppState;
+use crate::ssr::{AppState, RedisTarget};
 
 /// The channel (under the Redis prefix) of invalidation messages.
 pub const INVALIDATION_CHANNEL: &str = "profile_invalidations";
@@ -67,7 +75,12 @@ pub async fn invalidate(state: &AppState, username: &Username, version: i32) {
         invalidation_failed(state, &error, "floor");
     }
     state.profiles.raise_floor(name, version).await;
-    let published: Result<i64, _> = redis::cmd("PUBLISH")
+    let publish = if redis.is_cluster() {
+        "SPUBLISH"
+    } else {
+        "PUBLISH"
+    };
+    let published: Result<i64, _> = redis::cmd(publish)
         .arg(state.key(INVALIDATION_CHANNEL))
         .arg(format!("{version}:{name}"))
         .query_async(&mut redis)
@@ -104,8 +117,98 @@ async fn subscribe(
 /// Subscribes this instance to profile invalidations (the first attempt
 /// before returning, so the L1 is live from the first request when Redis
 /// answers), then keeps the subscription up in a background task for as long
-/// as `state` lives. `client` opens the dedicated pub/sub connection.
-pub async fn listen_for_invalidations(state: &AppState, client: redis::Client) {
+/// as `state` lives, on a dedicated connection to `target`.
+pub async fn listen_for_invalidations(state: &AppState, target: RedisTarget) {
+    match target {
+        RedisTarget::Standalone(url) => match redis::Client::open(url.as_str()) {
+            Ok(client) => listen_on_server(state, client).await,
+            Err(error) => tracing::warn!(error = %error, "profile invalidations: bad Redis URL"),
+        },
+        RedisTarget::Cluster(nodes) => listen_on_cluster(state, nodes).await,
+    }
+}
+
+/// A sharded subscription through a cluster connection of its own (RESP3:
+/// messages and the client's disconnection notices arrive as pushes).
+async fn listen_on_cluster(state: &AppState, nodes: Vec<String>) {
+    let channel = state.key(INVALIDATION_CHANNEL);
+    let (pushes, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let client = redis::cluster::ClusterClientBuilder::new(nodes)
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(pushes)
+        .connection_timeout(SUBSCRIBE_TIMEOUT)
+        .response_timeout(SUBSCRIBE_TIMEOUT)
+        .build();
+    let connect = async {
+        let mut connection = client?.get_async_connection().await?;
+        connection.ssubscribe(&channel).await?;
+        Ok::<_, redis::RedisError>(connection)
+    };
+    let mut connection = match tokio::time::timeout(SUBSCRIBE_TIMEOUT, connect).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(error)) => {
+            tracing::warn!(error = %error, "cannot subscribe to profile invalidations on the cluster; in-process cache off");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("subscribing to profile invalidations on the cluster timed out; in-process cache off");
+            return;
+        }
+    };
+    let weak = state.downgrade();
+    tokio::spawn(async move {
+        while let Some(push) = received.recv().await {
+            let Some(state) = weak.upgrade() else { return };
+            match push.kind {
+                PushKind::SSubscribe => {
+                    state.profiles.set_live(true);
+                    tracing::info!("subscribed to profile invalidations (sharded)");
+                }
+                PushKind::SMessage => {
+                    // [channel, payload]
+                    let payload = push
+                        .data
+                        .get(1)
+                        .and_then(|value| redis::from_redis_value_ref::<String>(value).ok());
+                    match payload.as_deref().and_then(parse_message) {
+                        Some((version, name)) => state.profiles.raise_floor(name, version).await,
+                        None => state.profiles.forget_all().await,
+                    }
+                }
+                PushKind::Disconnection | PushKind::SUnsubscribe => {
+                    // Perhaps the channel's node: off until a subscription
+                    // is confirmed again. The client resubscribes by itself
+                    // when it reconnects; asking again covers a lost node
+                    // that was not the channel's (no confirmation would
+                    // come), and is answered once the cluster can.
+                    state.profiles.set_live(false);
+                    drop(state);
+                    tracing::warn!(kind = ?push.kind, "profile invalidations interrupted; in-process cache off until resubscribed");
+                    let mut backoff = RESUBSCRIBE_MIN;
+                    loop {
+                        match tokio::time::timeout(
+                            SUBSCRIBE_TIMEOUT,
+                            connection.ssubscribe(&channel),
+                        )
+                        .await
+                        {
+                            Ok(Ok(())) => break,
+                            _ if !weak.is_alive() => return,
+                            _ => {
+                                tokio::time::sleep(backoff).await;
+                                backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+}
+
+/// A classic subscription on a server of its own.
+async fn listen_on_server(state: &AppState, client: redis::Client) {
     let channel = state.key(INVALIDATION_CHANNEL);
     let first = match subscribe(&client, &channel).await {
         Ok(pubsub) => {
