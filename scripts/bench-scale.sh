@@ -100,6 +100,13 @@ function done(summary, latency)
 end
 LUA
 }
+# Average MEMORY USAGE of up to $2 keys matching $1 (`head` closing the
+# pipe early is expected, not an error).
+average_memory() {
+  { redis_cmd --scan --pattern "$1" || true; } | head -n "$2" \
+    | while read -r key; do redis_cmd MEMORY USAGE "$key" SAMPLES 0; done \
+    | awk '{ s += $1; n++ } END { if (n) printf "%.0f", s / n; else print 0 }'
+}
 field() { sed -E "s/.*$1=([0-9.]+).*/\1/" <<<"$2"; }
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f %%", 100 * a / b; else print "n/a" }'; }
@@ -168,8 +175,7 @@ SQL
 
   # Memory: what Redis holds per cached profile and per session.
   profile_keys=$(redis_cmd --scan --pattern "${PREFIX}profile:*" | wc -l)
-  profile_bytes=$(redis_cmd --scan --pattern "${PREFIX}profile:*" | head -n 500 \
-    | while read -r key; do redis_cmd MEMORY USAGE "$key" SAMPLES 0; done | awk '{ s += $1; n++ } END { if (n) printf "%.0f", s / n; else print 0 }')
+  profile_bytes=$(average_memory "${PREFIX}profile:*" 500)
   python3 - "$PORT" "$SESSIONS" "$PASSWORD" "$users" <<'PY'
 import http.client, sys
 port, sessions, password, users = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
@@ -182,10 +188,8 @@ for i in range(sessions):
     if r.status != 200:
         sys.exit(f"login {i}: HTTP {r.status}")
 PY
-  session_bytes=$(redis_cmd --scan --pattern "${PREFIX}session:*" | head -n "$SESSIONS" \
-    | while read -r key; do redis_cmd MEMORY USAGE "$key" SAMPLES 0; done | awk '{ s += $1; n++ } END { if (n) printf "%.0f", s / n; else print 0 }')
-  index_bytes=$(redis_cmd --scan --pattern "${PREFIX}user_sessions:*" | head -n "$SESSIONS" \
-    | while read -r key; do redis_cmd MEMORY USAGE "$key" SAMPLES 0; done | awk '{ s += $1; n++ } END { if (n) printf "%.0f", s / n; else print 0 }')
+  session_bytes=$(average_memory "${PREFIX}session:*" "$SESSIONS")
+  index_bytes=$(average_memory "${PREFIX}user_sessions:*" "$SESSIONS")
   used=$(redis_cmd INFO memory | tr -d '\r' | awk -F: '$1 == "used_memory" { print $2 }')
   printf '| %s | %s | %s B | %s B | %s B | %s |\n' "$users" "$profile_keys" "$profile_bytes" \
     "$session_bytes" "$index_bytes" "$(mib "$used")" >>"$MEMORY"
