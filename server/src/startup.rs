@@ -354,8 +354,11 @@ impl Application {
 /// two sources `router` is built from: the pages (leptos_router's route
 /// list, axum syntax, `/u/{username}`) and the server functions (server_fn's
 /// registry of every `#[server]` function linked in, which
-/// `leptos_routes_with_context` mounts). The request fuzzer (`tests/fuzz/`)
-/// covers exactly these, so a page or function added later is fuzzed too.
+/// `leptos_routes_with_context` mounts), plus the routes `router` mounts
+/// by hand that take input: the generated link-preview card and the media
+/// files (GET, a path parameter), and the avatar upload (a POST). The
+/// request fuzzer (`tests/fuzz/`) covers exactly these, so a page or
+/// function added later is fuzzed too.
 pub struct AppRoutes {
     pub pages: Vec<String>,
     pub server_functions: Vec<(&'static str, http::Method)>,
@@ -365,10 +368,13 @@ pub fn app_routes() -> AppRoutes {
     let mut pages: Vec<String> = generate_route_list(App)
         .iter()
         .map(|listing| listing.path().to_owned())
+        .chain(["/card/{file}".to_owned(), "/media/{name}".to_owned()])
         .collect();
     pages.sort();
     pages.dedup();
-    let mut server_functions: Vec<_> = leptos::server_fn::axum::server_fn_paths().collect();
+    let mut server_functions: Vec<_> = leptos::server_fn::axum::server_fn_paths()
+        .chain([(app::domain::AVATAR_UPLOAD_PATH, http::Method::POST)])
+        .collect();
     server_functions.sort_by_key(|(path, _)| *path);
     AppRoutes {
         pages,
