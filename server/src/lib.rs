@@ -10,6 +10,7 @@ mod edge;
 mod form_errors;
 mod health;
 mod hygiene;
+mod mailbox;
 pub mod media;
 mod metrics;
 pub mod page_cache;

@@ -131,3 +131,41 @@ pub async fn change_password(
     })
     .await
 }
+
+/// "Forgot password": always the same answer, whether or not an account
+/// uses the address (the mail, if any, follows through the events).
+#[server(endpoint = "request_password_reset")]
+pub async fn request_password_reset(email: String) -> Result<(), AppError> {
+    handle(async move |call| {
+        accounts::request_password_reset(&call.state, &call.meta, &email).await?;
+        call.reply.redirect_form_post("/forgot?sent=1");
+        Ok(())
+    })
+    .await
+}
+
+/// Whether a reset link still works (the reset page asks before showing
+/// its form): `Link(…)` says why not.
+#[server(endpoint = "check_reset_link")]
+pub async fn check_reset_link(token: String) -> Result<(), AppError> {
+    handle(async move |call| accounts::check_reset_link(&call.state, &token).await).await
+}
+
+/// Sets a new password with a reset link. Every session of the account
+/// ends and nobody is signed in: the browser goes to the sign-in page.
+#[server(endpoint = "reset_password")]
+pub async fn reset_password(token: String, new_password: String) -> Result<(), AppError> {
+    handle(async move |call| {
+        // The reset page sends no Referer (its URL holds the token): a
+        // failed plain post is sent back to it by name.
+        let page = match crate::domain::LinkToken::parse(&token) {
+            Ok(token) => format!("/reset?token={}", token.as_str()),
+            Err(_) => "/reset".to_owned(),
+        };
+        call.reply.on_failure_return_to(&page);
+        accounts::reset_password(&call.state, &call.meta, &token, &new_password).await?;
+        call.reply.redirect("/signin?reset=1");
+        Ok(())
+    })
+    .await
+}

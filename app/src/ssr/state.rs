@@ -47,6 +47,13 @@ pub struct ServiceConfig {
     pub login_failures_per_account: Limit,
     pub login_failures_per_ip: Limit,
     pub registrations_per_ip: Limit,
+    /// "Forgot password" requests per client address, and per address
+    /// asked for (nobody fills another's mailbox with reset mails).
+    pub reset_requests_per_ip: Limit,
+    pub reset_requests_per_address: Limit,
+    /// New passwords set with a reset link, per client address: each costs
+    /// a strength check and an argon2 hash.
+    pub reset_redemptions_per_ip: Limit,
     pub profile_edits_per_user: Limit,
     /// Avatar uploads and removals per user: each upload costs a decode of
     /// up to 8 MB (tens to hundreds of ms of a core).
@@ -99,6 +106,9 @@ impl Default for ServiceConfig {
             login_failures_per_account: Limit::new(5, 15 * 60),
             login_failures_per_ip: Limit::new(30, 15 * 60),
             registrations_per_ip: Limit::new(10, 3600),
+            reset_requests_per_ip: Limit::new(20, 3600),
+            reset_requests_per_address: Limit::new(3, 3600),
+            reset_redemptions_per_ip: Limit::new(20, 3600),
             profile_edits_per_user: Limit::new(30, 60),
             avatar_uploads_per_user: Limit::new(20, 3600),
             media: MediaStoreConfig::default(),

@@ -5,6 +5,7 @@ mod accounts;
 mod avatars;
 mod hardening;
 mod health;
+mod lifecycle;
 mod previews;
 mod profiles;
 mod robustness;

@@ -1,14 +1,18 @@
 //! Accounts: sign-up, sign-in, passwords and the sessions they start.
-//! Owns the `users` table's credentials, every session in Redis and each
-//! user's recent writes (read-your-writes); never sets a cookie or reads the
+//! Owns the `users` table's credentials, the tokens of mailed links
+//! (`account_tokens`), every session in Redis and each user's recent writes
+//! (read-your-writes); never sets a cookie or reads the
 //! request (`api/` does, from what these return).
 
 pub mod devices;
 pub mod passwords;
 pub mod recent_writes;
+mod recovery;
 mod service;
 pub mod sessions;
+pub mod tokens;
 
+pub use recovery::{check_reset_link, request_password_reset, reset_password};
 pub use service::{
     change_password, count_users, list_sessions, login, logout, logout_everywhere, recent_activity,
     register, revoke_session, Registration, Revoked,

@@ -13,6 +13,7 @@ use crate::ssr::{profiles, AppState, Error, Result};
 use super::devices;
 use super::recent_writes;
 use super::sessions::{self, NewSession, Session};
+use super::tokens::{self, Purpose};
 use crate::ssr::infra::db::Freshness;
 
 pub struct Registration {
@@ -314,6 +315,8 @@ pub async fn change_password(
         .bind(session.user_id)
         .execute(&mut *tx)
         .await?;
+    // A reset link asked for before the change must not undo it.
+    tokens::revoke_all(&mut *tx, session.user_id, Purpose::PasswordReset).await?;
     let origin = devices::origin(meta);
     outbox::record(&mut *tx, session.user_id, &PasswordChanged { origin }).await?;
     tx.commit().await?;

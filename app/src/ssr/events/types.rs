@@ -88,6 +88,15 @@ pub struct PasswordChanged {
 }
 event!(PasswordChanged, "password.changed", version 1);
 
+/// Someone asked for a password reset link for this account's address
+/// (the "forgot password" form). The `mail` consumer issues the token and
+/// mails the link: the payload never carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PasswordResetRequested {
+    pub origin: Origin,
+}
+event!(PasswordResetRequested, "password_reset.requested", version 1);
+
 /// Sessions were ended by their owner: one other device, or all of them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionsRevoked {
