@@ -72,6 +72,14 @@ impl Profile {
     }
 }
 
+/// The signed-in user's own address, for the account page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailStatus {
+    pub email: String,
+    /// Proven by the mailed link (`/verify`).
+    pub verified: bool,
+}
+
 /// What happened, in an account's security history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ActivityKind {

@@ -20,8 +20,8 @@ export interface Delivered {
 export interface Sink {
   url: string;
   messages(): Delivered[];
-  /** The first message to `to`, waiting for it (at most 20 s). */
-  waitFor(to: string): Promise<Delivered>;
+  /** The first message to `to` with `subject`, waiting for it (at most 20 s). */
+  waitFor(to: string, subject: string): Promise<Delivered>;
   stop(): void;
 }
 
@@ -66,12 +66,12 @@ export async function startSink(): Promise<Sink> {
   return {
     url: `smtp://127.0.0.1:${port}`,
     messages,
-    async waitFor(to: string) {
+    async waitFor(to: string, subject: string) {
       const deadline = Date.now() + 20_000;
       for (;;) {
-        const found = messages().find((m) => m.to.includes(to));
+        const found = messages().find((m) => m.to.includes(to) && m.subject === subject);
         if (found) return found;
-        if (Date.now() > deadline) throw new Error(`no mail to ${to}`);
+        if (Date.now() > deadline) throw new Error(`no mail "${subject}" to ${to}`);
         await new Promise((resolve) => setTimeout(resolve, 200));
       }
     },

@@ -43,6 +43,7 @@
 //! | `FOLIO_RESET_LIMIT_IP` | `20/3600` | "forgot password" requests per client address |
 //! | `FOLIO_RESET_LIMIT_ADDRESS` | `3/3600` | "forgot password" requests per email address asked for |
 //! | `FOLIO_RESET_REDEEM_LIMIT_IP` | `20/3600` | new passwords set with a reset link, per client address |
+//! | `FOLIO_VERIFY_RESEND_LIMIT` | `3/3600` | verification mails asked for again, per user |
 //!
 //! One argument: `server --worker` runs the relay and the consumers and
 //! serves only `/healthz`, `/readyz` and `/metrics`.
@@ -215,6 +216,10 @@ impl Settings {
             reset_redemptions_per_ip: limit(
                 "FOLIO_RESET_REDEEM_LIMIT_IP",
                 defaults.reset_redemptions_per_ip,
+            )?,
+            verification_resends_per_user: limit(
+                "FOLIO_VERIFY_RESEND_LIMIT",
+                defaults.verification_resends_per_user,
             )?,
             profile_edits_per_user: limit(
                 "FOLIO_PROFILE_EDIT_LIMIT",

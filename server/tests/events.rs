@@ -614,13 +614,15 @@ async fn the_mail_consumer_sends_through_the_mailer_it_is_given_once_per_event()
         )
         .await;
     assert_eq!(response.status(), 200);
-    app.wait_applied("mail", 1, DELIVERY).await;
+    // The sign-up's verification link, then the notice.
+    app.wait_applied("mail", 2, DELIVERY).await;
     {
         let sent = mailbox.messages();
-        assert_eq!(sent.len(), 1);
+        assert_eq!(sent.len(), 2);
         assert_eq!(sent[0].message.to, "ada@example.com");
         assert_eq!(sent[0].message.subject, "Your Folio password was changed");
         assert!(sent[0].message.text.contains("127.0.0.1"));
+        assert_eq!(sent[1].message.subject, "Confirm your Folio email address");
     }
 
     // Delivered again (a relay that died before marking it sent): no mail.
@@ -645,6 +647,6 @@ async fn the_mail_consumer_sends_through_the_mailer_it_is_given_once_per_event()
         apply_once(&app.state, mail.as_ref(), &event).await.unwrap(),
         Applied::Before
     );
-    assert_eq!(mailbox.messages().len(), 1);
+    assert_eq!(mailbox.messages().len(), 2);
     workers.stop().await;
 }

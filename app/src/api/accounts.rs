@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::dto::{ActivityEntry, SessionInfo, SignedInUser};
+use crate::dto::{ActivityEntry, EmailStatus, SessionInfo, SignedInUser};
 use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use crate::ssr::{accounts, handle};
@@ -168,4 +168,33 @@ pub async fn reset_password(token: String, new_password: String) -> Result<(), A
         Ok(())
     })
     .await
+}
+
+/// The signed-in user's address and whether it is proven.
+#[server(endpoint = "account_email")]
+pub async fn account_email() -> Result<EmailStatus, AppError> {
+    handle(async |call| {
+        let session = call.user().await?;
+        accounts::account_email(&call.state, &session).await
+    })
+    .await
+}
+
+/// Mails the verification link again (rate limited).
+#[server(endpoint = "resend_verification")]
+pub async fn resend_verification() -> Result<(), AppError> {
+    handle(async |call| {
+        let session = call.user().await?;
+        accounts::resend_verification(&call.state, &session).await?;
+        call.reply
+            .redirect_form_post("/account?verification_sent=1");
+        Ok(())
+    })
+    .await
+}
+
+/// Marks the link's address verified (the `/verify` page calls it).
+#[server(endpoint = "verify_email")]
+pub async fn verify_email(token: String) -> Result<(), AppError> {
+    handle(async move |call| accounts::verify_email(&call.state, &token).await).await
 }

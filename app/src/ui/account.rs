@@ -7,8 +7,8 @@ use leptos_router::hooks::use_query_map;
 use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton};
 use super::use_auth;
 use crate::api::{
-    list_activity, list_sessions, ActivityEntry, ActivityKind, ChangePassword, LogoutEverywhere,
-    RevokeSession, SessionInfo,
+    account_email, list_activity, list_sessions, ActivityEntry, ActivityKind, ChangePassword,
+    EmailStatus, LogoutEverywhere, ResendVerification, RevokeSession, SessionInfo,
 };
 use crate::domain::{Device, Password};
 use crate::error::AppError;
@@ -68,9 +68,11 @@ pub fn AccountPage() -> impl IntoView {
 fn AccountSettings(username: String) -> impl IntoView {
     let sessions = Resource::<_>::new_with_options(|| (), |_| list_sessions(), false);
     let activity = Resource::<_>::new_with_options(|| (), |_| list_activity(), false);
+    let email = Resource::<_>::new_with_options(|| (), |_| account_email(), false);
     // Set by the server's redirect after a change without JavaScript.
     let query = use_query_map();
     let password_changed = query.read_untracked().get("password_changed").is_some();
+    let verification_sent = query.read_untracked().get("verification_sent").is_some();
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || {
@@ -78,13 +80,39 @@ fn AccountSettings(username: String) -> impl IntoView {
                 Suspend::new(async move {
                     let sessions = sessions.await;
                     let activity = activity.await;
+                    let unverified = email.await.ok().filter(|email| !email.verified);
                     view! {
+                        {unverified.map(|EmailStatus { email, .. }| view! {
+                            <VerifyBanner email sent=verification_sent/>
+                        })}
                         <AccountForms username sessions password_changed/>
                         <ActivityList activity/>
                     }
                 })
             }}
         </Suspense>
+    }
+}
+
+/// Asks the owner of an unproven address to use the mailed link, and mails
+/// it again on request (a plain form without JavaScript).
+#[island]
+fn VerifyBanner(email: String, sent: bool) -> impl IntoView {
+    let resend = ServerAction::<ResendVerification>::new();
+    let value = resend.value();
+    let resent = move || sent || matches!(value.get(), Some(Ok(())));
+    view! {
+        <section class="card banner banner-warning" data-testid="verify-banner" aria-labelledby="verify-heading">
+            <h2 id="verify-heading">"Confirm your email address"</h2>
+            <p>"We mailed a link to " <strong>{email}</strong> ". Use it to confirm the address is yours."</p>
+            <Show when=resent>
+                <p role="status" data-testid="verification-sent">"A new link is on its way."</p>
+            </Show>
+            <ServerForm action=resend class="inline-form">
+                <FormError value=value/>
+                <SubmitButton pending=resend.pending() label="Send the link again" busy="Sending…" testid="resend-verification"/>
+            </ServerForm>
+        </section>
     }
 }
 

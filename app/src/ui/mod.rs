@@ -11,6 +11,7 @@ mod home;
 mod profile;
 mod recovery;
 mod search;
+mod verify;
 
 use leptos::either::Either;
 use leptos::prelude::*;
@@ -188,6 +189,7 @@ fn Pages() -> impl IntoView {
                 <Route path=StaticSegment("forgot") view=|| view! { <recovery::ForgotPage/> } ssr=SsrMode::InOrder/>
                 // Async: a link that no longer works answers with its status.
                 <Route path=StaticSegment("reset") view=|| view! { <recovery::ResetPage/> } ssr=SsrMode::Async/>
+                <Route path=StaticSegment("verify") view=|| view! { <verify::VerifyPage/> } ssr=SsrMode::Async/>
                 <Route path=StaticSegment("account") view=|| view! { <account::AccountPage/> } ssr=SsrMode::InOrder/>
                 <Route path=(StaticSegment("settings"), StaticSegment("profile")) view=|| view! { <profile::EditProfilePage/> } ssr=SsrMode::InOrder/>
                 // Async: a refused query or page link answers with its 4xx status.

@@ -1,5 +1,6 @@
 //! The account lifecycle over email: mail transport (SMTP against a real
-//! server, the development mailbox) and the forgotten password.
+//! server, the development mailbox), the forgotten password and the
+//! verification of the address.
 
 use std::time::{Duration, Instant};
 
@@ -85,7 +86,8 @@ async fn a_reset_mail_arrives_over_smtp_and_its_link_sets_a_new_password() {
         .await;
     assert_eq!(response.status(), 200);
 
-    let mail = sink.wait_for("ada@example.com", 1).await.remove(0);
+    // After the sign-up's verification mail.
+    let mail = sink.wait_for("ada@example.com", 2).await.remove(1);
     assert_eq!(mail.subject, "Choose a new Folio password");
     assert!(mail.from.starts_with("no-reply@"), "{}", mail.from);
     assert!(mail.message_id.ends_with("@folio>"), "{}", mail.message_id);
@@ -98,10 +100,12 @@ async fn a_reset_mail_arrives_over_smtp_and_its_link_sets_a_new_password() {
     assert_eq!(token.len(), 64);
 
     // Only the hash is stored; the raw token is nowhere in the database.
-    let hashes: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM account_tokens")
-        .fetch_all(app.state.db.primary())
-        .await
-        .unwrap();
+    let hashes: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT token_hash FROM account_tokens WHERE purpose = 'password_reset'",
+    )
+    .fetch_all(app.state.db.primary())
+    .await
+    .unwrap();
     assert_eq!(hashes.len(), 1);
     assert_eq!(hex(&hashes[0]), sha256_hex(&token));
     let mentions: i64 = sqlx::query_scalar(
@@ -146,8 +150,8 @@ async fn a_reset_mail_arrives_over_smtp_and_its_link_sets_a_new_password() {
     assert_eq!(app.login("ada", STRONG_PASSWORD).await.status(), 401);
     assert_eq!(app.login("ada", NEW_PASSWORD).await.status(), 200);
     // And the "your password was changed" mail follows.
-    let mails = sink.wait_for("ada@example.com", 2).await;
-    assert_eq!(mails[1].subject, "Your Folio password was changed");
+    let mails = sink.wait_for("ada@example.com", 3).await;
+    assert_eq!(mails[2].subject, "Your Folio password was changed");
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -414,4 +418,113 @@ async fn a_password_change_revokes_outstanding_reset_links() {
         .await;
     assert_eq!(status, 410);
     assert!(body.contains("replaced by a newer one"), "{body}");
+}
+
+// --- email verification -------------------------------------------------------
+
+#[tokio::test]
+async fn sign_up_mails_a_link_that_verifies_the_address() {
+    let (app, sink) = spawn_app_mailing(|_| {}).await;
+    let cookie = app.register("ada").await;
+    let verified = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT email_verified_at IS NOT NULL FROM users WHERE username = 'ada'",
+        )
+        .fetch_one(app.state.db.primary())
+        .await
+        .unwrap()
+    };
+    assert!(!verified().await);
+    // Unverified accounts work; the account page asks to confirm.
+    let (status, page) = app.page("/account", &cookie).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("data-testid=\"verify-banner\""), "{page}");
+
+    let mail = sink.wait_for("ada@example.com", 1).await.remove(0);
+    assert_eq!(mail.subject, "Confirm your Folio email address");
+    let prefix = format!("{}/verify?token=", app.state.config.public_url);
+    let link = mail.link(&prefix).expect("a verification link");
+    let token = link.strip_prefix(&prefix).unwrap();
+    assert!(mail.html.unwrap().contains(&format!("href=\"{link}\"")));
+
+    // Following it needs no session: the link is the proof.
+    let (status, page) = app
+        .page(&format!("/verify?token={token}"), &Cookie::default())
+        .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("data-testid=\"email-verified\""), "{page}");
+    assert!(verified().await);
+    let (_, page) = app.page("/account", &cookie).await;
+    assert!(!page.contains("verify-banner"), "{page}");
+
+    // Once: a second visit says the link was used.
+    let (status, page) = app
+        .page(&format!("/verify?token={token}"), &Cookie::default())
+        .await;
+    assert_eq!(status, 410);
+    assert!(page.contains("already used"), "{page}");
+    let (status, _) = app.page("/verify?token=nope", &Cookie::default()).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn resending_the_verification_link_replaces_the_old_one_and_is_rate_limited() {
+    let (app, sink) = spawn_app_mailing(|s| {
+        s.service.verification_resends_per_user = app::ssr::Limit::new(2, 3600);
+    })
+    .await;
+    let cookie = app.register("ada").await;
+    let first = sink.wait_for("ada@example.com", 1).await.remove(0);
+    for _ in 0..2 {
+        let response = app.call("resend_verification", &[], &cookie).await;
+        assert_eq!(response.status(), 200);
+    }
+    let response = app.call("resend_verification", &[], &cookie).await;
+    assert_eq!(response.status(), 429);
+    let mails = sink.wait_for("ada@example.com", 3).await;
+    let prefix = format!("{}/verify?token=", app.state.config.public_url);
+    let old = first.link(&prefix).unwrap();
+    let newest = mails[2].link(&prefix).unwrap();
+    let (status, page) = app
+        .page(
+            old.strip_prefix(&app.state.config.public_url).unwrap(),
+            &Cookie::default(),
+        )
+        .await;
+    assert_eq!(status, 410);
+    assert!(page.contains("replaced by a newer one"), "{page}");
+    let (status, _) = app
+        .page(
+            newest.strip_prefix(&app.state.config.public_url).unwrap(),
+            &Cookie::default(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Without JavaScript: back to the account page, which says it was sent.
+    let other = app.register("bob").await;
+    let response = app
+        .client
+        .post(app.url("/api/resend_verification"))
+        .header(reqwest::header::ACCEPT, "text/html")
+        .header(
+            reqwest::header::COOKIE,
+            format!(
+                "{}={}",
+                crate::support::SESSION_COOKIE,
+                other.token().unwrap()
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_redirection());
+    assert_eq!(
+        response.headers()["location"],
+        "/account?verification_sent=1"
+    );
+    // Signed out, nothing to resend.
+    let response = app
+        .call("resend_verification", &[], &Cookie::default())
+        .await;
+    assert_eq!(response.status(), 401);
 }

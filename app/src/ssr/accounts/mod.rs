@@ -11,6 +11,7 @@ mod recovery;
 mod service;
 pub mod sessions;
 pub mod tokens;
+mod verification;
 
 pub use recovery::{check_reset_link, request_password_reset, reset_password};
 pub use service::{
@@ -18,3 +19,4 @@ pub use service::{
     register, revoke_session, Registration, Revoked,
 };
 pub use sessions::{NewSession, Session};
+pub use verification::{account_email, resend_verification, verify_email};

@@ -128,6 +128,7 @@ pub async fn register(
     let registered = UserRegistered {
         username: form.username.as_str().to_owned(),
     };
+    // Also what mails the link that proves the address (`verification`).
     outbox::record(&mut *tx, user_id, &registered).await?;
     tx.commit().await?;
     tracing::info!(user_id, "account created");

@@ -97,6 +97,13 @@ pub struct PasswordResetRequested {
 }
 event!(PasswordResetRequested, "password_reset.requested", version 1);
 
+/// The owner of an unproven address asked for its link again (a new
+/// account's first link is mailed for its `user.registered`). The `mail`
+/// consumer issues the token and mails it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailVerificationRequested {}
+event!(EmailVerificationRequested, "email_verification.requested", version 1);
+
 /// Sessions were ended by their owner: one other device, or all of them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionsRevoked {

@@ -26,7 +26,9 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use crate::ssr::accounts::tokens::{self, Purpose};
-use crate::ssr::events::types::{PasswordChanged, PasswordResetRequested};
+use crate::ssr::events::types::{
+    EmailVerificationRequested, PasswordChanged, PasswordResetRequested, UserRegistered,
+};
 use crate::ssr::events::{Consumer, Event, EventPayload};
 use crate::ssr::mail::escape_html;
 pub use crate::ssr::mail::{Mailer, Message};
@@ -57,7 +59,13 @@ impl Consumer for Mail {
     }
 
     fn wants(&self, event_type: &str) -> bool {
-        [PasswordChanged::TYPE, PasswordResetRequested::TYPE].contains(&event_type)
+        [
+            PasswordChanged::TYPE,
+            PasswordResetRequested::TYPE,
+            UserRegistered::TYPE,
+            EmailVerificationRequested::TYPE,
+        ]
+        .contains(&event_type)
     }
 
     fn apply<'a>(
@@ -133,6 +141,34 @@ impl Mail {
                     after: vec![
                         "If you did not ask, ignore this mail: your password stays as it is."
                             .to_owned(),
+                    ],
+                }
+            }
+            // A new account, or its owner asked again: the address needs proving.
+            UserRegistered::TYPE | EmailVerificationRequested::TYPE => {
+                if event.event_type == UserRegistered::TYPE {
+                    event.decode::<UserRegistered>()?;
+                } else {
+                    event.decode::<EmailVerificationRequested>()?;
+                }
+                let verified: bool = sqlx::query_scalar(
+                    "SELECT email_verified_at IS NOT NULL FROM users WHERE id = $1",
+                )
+                .bind(event.user_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                if verified {
+                    return Ok(None); // proven since it was asked for
+                }
+                let token = tokens::issue(tx, event.user_id, Purpose::EmailVerification).await?;
+                Letter {
+                    subject: "Confirm your Folio email address".to_owned(),
+                    paragraphs: vec![
+                        "Welcome to Folio. Please confirm that this address is yours; the link works for a day:".to_owned(),
+                    ],
+                    link: Some(format!("{}/verify?token={}", self.public_url, token.as_str())),
+                    after: vec![
+                        "If you did not make a Folio account, ignore this mail.".to_owned(),
                     ],
                 }
             }
