@@ -198,3 +198,17 @@ pub async fn resend_verification() -> Result<(), AppError> {
 pub async fn verify_email(token: String) -> Result<(), AppError> {
     handle(async move |call| accounts::verify_email(&call.state, &token).await).await
 }
+
+/// Deletes the signed-in user's account (their password confirms it): every
+/// device is signed out, and the browser goes to the home page.
+#[server(endpoint = "delete_account")]
+pub async fn delete_account(password: String) -> Result<(), AppError> {
+    handle(async move |call| {
+        let session = call.user().await?;
+        accounts::delete_account(&call.state, &session, &password).await?;
+        call.reply.clear_session_cookie();
+        call.reply.redirect("/");
+        Ok(())
+    })
+    .await
+}

@@ -8,7 +8,7 @@ use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton
 use super::use_auth;
 use crate::api::{
     account_email, list_activity, list_sessions, ActivityEntry, ActivityKind, ChangePassword,
-    EmailStatus, LogoutEverywhere, ResendVerification, RevokeSession, SessionInfo,
+    DeleteAccount, EmailStatus, LogoutEverywhere, ResendVerification, RevokeSession, SessionInfo,
 };
 use crate::domain::{Device, Password};
 use crate::error::AppError;
@@ -87,6 +87,7 @@ fn AccountSettings(username: String) -> impl IntoView {
                         })}
                         <AccountForms username sessions password_changed/>
                         <ActivityList activity/>
+                        <DeleteAccountForm/>
                     }
                 })
             }}
@@ -204,6 +205,28 @@ fn SessionList(list: Vec<SessionInfo>, revoke: ServerAction<RevokeSession>) -> i
                 </li>
             }).collect_view()}
         </ul>
+    }
+}
+
+/// Deleting the account, confirmed with the password. On success the server
+/// function sends the browser to the home page, signed out.
+#[island]
+fn DeleteAccountForm() -> impl IntoView {
+    let action = ServerAction::<DeleteAccount>::new();
+    let value = action.value();
+    view! {
+        <section class="card" aria-labelledby="delete-heading">
+            <h2 id="delete-heading">"Delete your account"</h2>
+            <p class="muted">"Your account, profile and picture are deleted and every device is signed out, at once. Your username cannot be taken by anyone for 30 days."</p>
+            <ServerForm action=action novalidate=true class="form">
+                <FormError value=value/>
+                <Field label="Your password" name="password" kind="password" autocomplete="current-password"
+                    server=server_field_error(value, "password")/>
+                <button type="submit" class="button button-danger" disabled=move || action.pending().get() data-testid="delete-account">
+                    "Delete my account"
+                </button>
+            </ServerForm>
+        </section>
     }
 }
 

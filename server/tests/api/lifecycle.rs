@@ -1,6 +1,6 @@
 //! The account lifecycle over email: mail transport (SMTP against a real
 //! server, the development mailbox), the forgotten password and the
-//! verification of the address.
+//! verification of the address, and deleting the account.
 
 use std::time::{Duration, Instant};
 
@@ -527,4 +527,107 @@ async fn resending_the_verification_link_replaces_the_old_one_and_is_rate_limite
         .call("resend_verification", &[], &Cookie::default())
         .await;
     assert_eq!(response.status(), 401);
+}
+
+// --- deleting the account -----------------------------------------------------
+
+#[tokio::test]
+async fn deleting_needs_the_password() {
+    let app = spawn_app().await;
+    let cookie = app.register("ada").await;
+    for (password, message) in [
+        ("", "Enter your password."),
+        ("wrong-password-1", "Your password is incorrect."),
+    ] {
+        let (status, body) = status_and_json(
+            app.call("delete_account", &[("password", password)], &cookie)
+                .await,
+        )
+        .await;
+        assert_eq!(status, 422);
+        assert_eq!(body["Validation"]["password"], message);
+    }
+    assert_eq!(app.whoami(&cookie).await.as_deref(), Some("ada"));
+    let response = app
+        .call(
+            "delete_account",
+            &[("password", STRONG_PASSWORD)],
+            &Cookie::default(),
+        )
+        .await;
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn deleting_removes_the_account_everywhere_within_seconds() {
+    let app = spawn_app_with(|s| s.event_workers = true).await;
+    let peer = app.spawn_peer_with(|s| s.event_workers = false).await;
+    let cookie = app.register("ada").await;
+    let phone = app.login_from("ada", crate::support::PHONE).await;
+    let upload = app
+        .upload_avatar(
+            &cookie,
+            &crate::support::jpeg(&crate::support::halves(300, 200)),
+        )
+        .await;
+    assert_eq!(upload.status(), 200, "{}", upload.text().await.unwrap());
+    assert!(!app.media_files().await.is_empty());
+    // Wait until search has the profile, and warm every cache: both
+    // instances' pages, Redis, the stored pages.
+    crate::support::wait_for("indexed", Duration::from_secs(15), || async {
+        app.count("SELECT count(*) FROM search_documents").await == 1
+    })
+    .await;
+    for instance in [&app, &peer] {
+        for _ in 0..2 {
+            let (status, _) = instance.page("/u/ada", &Cookie::default()).await;
+            assert_eq!(status, 200);
+        }
+    }
+
+    let response = app
+        .call("delete_account", &[("password", STRONG_PASSWORD)], &cookie)
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        crate::support::session_cookie_from(&response).as_deref(),
+        Some("")
+    );
+
+    // Every device signed out; nothing of the account left in Postgres.
+    assert_eq!(app.whoami(&cookie).await, None);
+    assert_eq!(app.whoami(&phone).await, None);
+    for table in [
+        "SELECT count(*) FROM users",
+        "SELECT count(*) FROM profiles",
+        "SELECT count(*) FROM known_devices",
+        "SELECT count(*) FROM account_tokens",
+    ] {
+        assert_eq!(app.count(table).await, 0, "{table}");
+    }
+    // Both instances answer 404 within seconds (at once here: the L1s
+    // heard of it by pub/sub, and Redis's entry is gone).
+    for instance in [&app, &peer] {
+        crate::support::wait_for("404", Duration::from_secs(5), || async {
+            instance.page("/u/ada", &Cookie::default()).await.0 == 404
+        })
+        .await;
+        assert_eq!(instance.get_profile("ada").await.0, 404);
+    }
+    // The consumers forget it: search document, security history, picture.
+    crate::support::wait_for("forgotten", Duration::from_secs(15), || async {
+        app.count("SELECT count(*) FROM search_documents").await == 0
+            && app.count("SELECT count(*) FROM account_activity").await == 0
+            && app.media_files().await.is_empty()
+    })
+    .await;
+    let (_, results) = app.page("/people?q=ada", &Cookie::default()).await;
+    assert!(!results.contains("/u/ada\""), "{results}");
+    assert_eq!(app.login("ada", STRONG_PASSWORD).await.status(), 401);
+
+    // The name rests: nobody takes it at once.
+    let (status, body) = status_and_json(app.try_register("ada").await).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["Validation"]["username"], "This username is taken.");
+    drop(peer);
 }

@@ -4,6 +4,7 @@
 //! (read-your-writes); never sets a cookie or reads the
 //! request (`api/` does, from what these return).
 
+mod deletion;
 pub mod devices;
 pub mod passwords;
 pub mod recent_writes;
@@ -13,6 +14,7 @@ pub mod sessions;
 pub mod tokens;
 mod verification;
 
+pub use deletion::delete_account;
 pub use recovery::{check_reset_link, request_password_reset, reset_password};
 pub use service::{
     change_password, count_users, list_sessions, login, logout, logout_everywhere, recent_activity,

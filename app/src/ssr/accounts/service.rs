@@ -108,6 +108,17 @@ pub async fn register(
     let hash = state.passwords.hash(&form.password).await?;
 
     let mut tx = state.db.begin().await?;
+    // A deleted account's name rests for 30 days (`accounts::deletion`).
+    let retired: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM retired_usernames
+                        WHERE username = $1 AND retired_at > now() - interval '30 days')",
+    )
+    .bind(form.username.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    if retired {
+        return Err(FieldErrors::single("username", "This username is taken.").into());
+    }
     let user_id: i64 = sqlx::query_scalar(
         "INSERT INTO users (username, email, password_hash, display_name)
          VALUES ($1, $2, $3, $1) RETURNING id",
@@ -234,7 +245,7 @@ pub async fn login(
 
 /// Verified against when the typed password cannot be anyone's, so that the
 /// answer takes as long as for a real one.
-fn never_valid_password() -> Password {
+pub(super) fn never_valid_password() -> Password {
     Password::parse("x-never-a-valid-password").expect("within the length policy")
 }
 
