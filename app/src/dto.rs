@@ -80,6 +80,25 @@ pub struct EmailStatus {
     pub verified: bool,
 }
 
+/// Everything Folio holds about a user, for them to download
+/// (`/account/export`). Times are milliseconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountExport {
+    pub exported_at_ms: u64,
+    pub account: ExportedAccount,
+    pub profile: Profile,
+    pub sessions: Vec<SessionInfo>,
+    pub activity: Vec<ActivityEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportedAccount {
+    pub username: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub created_at_ms: u64,
+}
+
 /// What happened, in an account's security history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ActivityKind {

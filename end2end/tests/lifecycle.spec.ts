@@ -8,7 +8,8 @@ import { linkIn, Sink, startSink } from "./smtp";
 // The account lifecycle over email, against one more instance that mails a
 // real SMTP server (the release build has no development mailbox): the
 // forgotten-password flow from the form to the mailed link and back to
-// signing in, with JavaScript and without. Nothing waits for hydration
+// signing in, confirming the address, and deleting the account (then its
+// public page is 404), with JavaScript and without. Nothing waits for hydration
 // before typing: a form submitted before the WASM arrives is a plain post.
 
 const PORT = E2E_PORT + 5;
@@ -91,6 +92,36 @@ for (const js of [true, false]) {
       await page.getByTestId("submit").click();
       await expect(page.locator(".nav-user")).toHaveText(`@${username}`);
     });
+  });
+}
+
+for (const js of [true, false]) {
+  test(`the mailed link confirms the address, then the account is deleted (${js ? "with" : "without"} JavaScript)`, async ({
+    browser,
+  }) => {
+    const context = await browser.newContext({ baseURL: BASE, javaScriptEnabled: js });
+    const page = await context.newPage();
+    const username = await signUp(page, { js: false });
+    const email = `${username}@example.com`;
+
+    await page.goto("/account");
+    await expect(page.getByTestId("verify-banner")).toContainText(email);
+    if (js) await expectAccessible(page, "account, address not confirmed");
+    const mail = await sink!.waitFor(email, "Confirm your Folio email address");
+    await page.goto(linkIn(mail, `${BASE}/verify?token=`));
+    await expect(page.getByTestId("email-verified")).toBeVisible();
+    if (js) await expectAccessible(page, "address confirmed");
+    await page.goto("/account");
+    await expect(page.getByRole("heading", { name: "Delete your account" })).toBeVisible();
+    await expect(page.getByTestId("verify-banner")).toHaveCount(0);
+
+    await page.getByLabel("Your password").fill(PASSWORD);
+    await page.getByTestId("delete-account").click();
+    await expect(page).toHaveURL(`${BASE}/`);
+    await expect(page.getByRole("link", { name: "Sign in" })).toBeVisible();
+    const profile = await page.goto(`/u/${username}`);
+    expect(profile?.status()).toBe(404);
+    await context.close();
   });
 }
 

@@ -44,6 +44,7 @@
 //! | `FOLIO_RESET_LIMIT_ADDRESS` | `3/3600` | "forgot password" requests per email address asked for |
 //! | `FOLIO_RESET_REDEEM_LIMIT_IP` | `20/3600` | new passwords set with a reset link, per client address |
 //! | `FOLIO_VERIFY_RESEND_LIMIT` | `3/3600` | verification mails asked for again, per user |
+//! | `FOLIO_EXPORT_LIMIT` | `10/3600` | downloads of one's data (`/account/export`), per user |
 //!
 //! One argument: `server --worker` runs the relay and the consumers and
 //! serves only `/healthz`, `/readyz` and `/metrics`.
@@ -221,6 +222,7 @@ impl Settings {
                 "FOLIO_VERIFY_RESEND_LIMIT",
                 defaults.verification_resends_per_user,
             )?,
+            exports_per_user: limit("FOLIO_EXPORT_LIMIT", defaults.exports_per_user)?,
             profile_edits_per_user: limit(
                 "FOLIO_PROFILE_EDIT_LIMIT",
                 defaults.profile_edits_per_user,

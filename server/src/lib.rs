@@ -7,6 +7,7 @@ mod card;
 pub mod config;
 mod csrf;
 mod edge;
+mod export;
 mod form_errors;
 mod health;
 mod hygiene;

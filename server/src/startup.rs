@@ -470,6 +470,7 @@ fn router(
         .route("/metrics", get(metrics::render))
         .route("/card/{file}", get(crate::card::png))
         .merge(media::file_routes())
+        .merge(crate::export::routes())
         .leptos_routes_with_context(&router_state, routes, context.clone(), move || {
             shell(leptos_options.clone())
         })

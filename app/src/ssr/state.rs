@@ -56,6 +56,8 @@ pub struct ServiceConfig {
     pub reset_redemptions_per_ip: Limit,
     /// Verification mails asked for again, per user.
     pub verification_resends_per_user: Limit,
+    /// Downloads of one's data (`/account/export`), per user.
+    pub exports_per_user: Limit,
     pub profile_edits_per_user: Limit,
     /// Avatar uploads and removals per user: each upload costs a decode of
     /// up to 8 MB (tens to hundreds of ms of a core).
@@ -112,6 +114,7 @@ impl Default for ServiceConfig {
             reset_requests_per_address: Limit::new(3, 3600),
             reset_redemptions_per_ip: Limit::new(20, 3600),
             verification_resends_per_user: Limit::new(3, 3600),
+            exports_per_user: Limit::new(10, 3600),
             profile_edits_per_user: Limit::new(30, 60),
             avatar_uploads_per_user: Limit::new(20, 3600),
             media: MediaStoreConfig::default(),

@@ -152,6 +152,7 @@ fn AccountForms(
         <section class="card">
             <h1>"Account"</h1>
             <p class="muted">"Signed in as @" {username}</p>
+            <p><a href="/account/export" download="" data-testid="export">"Download your data (JSON)"</a></p>
         </section>
         <section class="card">
             <h2>"Change password"</h2>

@@ -1,6 +1,6 @@
 //! The account lifecycle over email: mail transport (SMTP against a real
 //! server, the development mailbox), the forgotten password and the
-//! verification of the address, and deleting the account.
+//! verification of the address, deleting the account, and the export.
 
 use std::time::{Duration, Instant};
 
@@ -630,4 +630,63 @@ async fn deleting_removes_the_account_everywhere_within_seconds() {
     assert_eq!(status, 422);
     assert_eq!(body["Validation"]["username"], "This username is taken.");
     drop(peer);
+}
+
+// --- export -------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_signed_in_user_downloads_their_data_as_json() {
+    let app = spawn_app_with(|s| s.event_workers = true).await;
+    let cookie = app.register("ada").await;
+    let phone = app.login_from("ada", crate::support::PHONE).await;
+    crate::support::wait_for(
+        "the new sign-in in the history",
+        Duration::from_secs(15),
+        || async { app.count("SELECT count(*) FROM account_activity").await == 1 },
+    )
+    .await;
+
+    let download = |cookie: &Cookie| {
+        let mut request = app.client.get(app.url("/account/export"));
+        if let Some(token) = cookie.token() {
+            request = request.header(
+                reqwest::header::COOKIE,
+                format!("{}={token}", crate::support::SESSION_COOKIE),
+            );
+        }
+        request.send()
+    };
+    let response = download(&cookie).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(
+        headers["content-disposition"],
+        "attachment; filename=\"folio-ada.json\""
+    );
+    assert!(
+        headers["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("no-store"),
+        "{headers:?}"
+    );
+    let text = response.text().await.unwrap();
+    let data: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(data["account"]["username"], "ada");
+    assert_eq!(data["account"]["email"], "ada@example.com");
+    assert_eq!(data["account"]["email_verified"], false);
+    assert_eq!(data["profile"]["username"], "ada");
+    assert_eq!(data["sessions"].as_array().unwrap().len(), 2);
+    assert_eq!(data["activity"][0]["kind"], "NewSignIn");
+    // No secret of any kind: no hash, no session token.
+    assert!(!text.contains("argon2"), "{text}");
+    for token in [cookie.token().unwrap(), phone.token().unwrap()] {
+        assert!(!text.contains(token));
+    }
+
+    // Signed out: to the sign-in page, nothing else.
+    let response = download(&Cookie::default()).await.unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/signin");
 }

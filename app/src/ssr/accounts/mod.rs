@@ -6,6 +6,7 @@
 
 mod deletion;
 pub mod devices;
+mod export;
 pub mod passwords;
 pub mod recent_writes;
 mod recovery;
@@ -15,6 +16,7 @@ pub mod tokens;
 mod verification;
 
 pub use deletion::delete_account;
+pub use export::export;
 pub use recovery::{check_reset_link, request_password_reset, reset_password};
 pub use service::{
     change_password, count_users, list_sessions, login, logout, logout_everywhere, recent_activity,
