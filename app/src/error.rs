@@ -124,6 +124,9 @@ pub enum LinkProblem {
     /// A newer link of the same kind was sent, or the password was changed.
     #[error("This link was replaced by a newer one, or your password changed since. Use the newest mail, or ask for a new link.")]
     Replaced,
+    /// An address change whose new address another account took meanwhile.
+    #[error("Another account uses this address now: your address was not changed.")]
+    AddressTaken,
 }
 
 fn format_wait(secs: u64) -> String {
@@ -163,6 +166,7 @@ impl AppError {
             AppError::Transport(_) => 502,
             AppError::Link(LinkProblem::Malformed) => 400,
             AppError::Link(LinkProblem::Unknown) => 404,
+            AppError::Link(LinkProblem::AddressTaken) => 409,
             AppError::Link(_) => 410,
         }
     }

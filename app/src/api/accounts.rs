@@ -212,3 +212,35 @@ pub async fn delete_account(password: String) -> Result<(), AppError> {
     })
     .await
 }
+
+/// Asks to move the account to `new_email` (the password confirms it): a
+/// link goes to the new address, a notice to the current one.
+#[server(endpoint = "request_email_change")]
+pub async fn request_email_change(
+    confirm_password: String,
+    new_email: String,
+) -> Result<(), AppError> {
+    handle(async move |call| {
+        let session = call.user().await?;
+        accounts::request_email_change(
+            &call.state,
+            &call.meta,
+            &session,
+            &confirm_password,
+            &new_email,
+        )
+        .await?;
+        call.reply
+            .redirect_form_post("/account?email_change_sent=1");
+        Ok(())
+    })
+    .await
+}
+
+/// Changes the address to the one the link was mailed to (the
+/// `/confirm-email` page calls it).
+#[server(endpoint = "confirm_email_change")]
+pub async fn confirm_email_change(token: String) -> Result<(), AppError> {
+    handle(async move |call| accounts::confirm_email_change(&call.state, &call.meta, &token).await)
+        .await
+}

@@ -8,13 +8,17 @@ use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton
 use super::use_auth;
 use crate::api::{
     account_email, list_activity, list_sessions, ActivityEntry, ActivityKind, ChangePassword,
-    DeleteAccount, EmailStatus, LogoutEverywhere, ResendVerification, RevokeSession, SessionInfo,
+    DeleteAccount, EmailStatus, LogoutEverywhere, RequestEmailChange, ResendVerification,
+    RevokeSession, SessionInfo,
 };
-use crate::domain::{Device, Password};
+use crate::domain::{Device, Email, Password};
 use crate::error::AppError;
 
 fn check_password(s: &str) -> Option<String> {
     Password::parse(s).err()
+}
+fn check_email(s: &str) -> Option<String> {
+    Email::parse(s).err()
 }
 
 /// A browser's user agent, shortened to what a person recognises.
@@ -73,6 +77,7 @@ fn AccountSettings(username: String) -> impl IntoView {
     let query = use_query_map();
     let password_changed = query.read_untracked().get("password_changed").is_some();
     let verification_sent = query.read_untracked().get("verification_sent").is_some();
+    let email_change_sent = query.read_untracked().get("email_change_sent").is_some();
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || {
@@ -80,12 +85,15 @@ fn AccountSettings(username: String) -> impl IntoView {
                 Suspend::new(async move {
                     let sessions = sessions.await;
                     let activity = activity.await;
-                    let unverified = email.await.ok().filter(|email| !email.verified);
+                    let email = email.await.ok();
+                    let current = email.as_ref().map(|e| e.email.clone()).unwrap_or_default();
+                    let unverified = email.filter(|email| !email.verified);
                     view! {
                         {unverified.map(|EmailStatus { email, .. }| view! {
                             <VerifyBanner email sent=verification_sent/>
                         })}
                         <AccountForms username sessions password_changed/>
+                        <ChangeEmailForm current sent=email_change_sent/>
                         <ActivityList activity/>
                         <DeleteAccountForm/>
                     }
@@ -206,6 +214,32 @@ fn SessionList(list: Vec<SessionInfo>, revoke: ServerAction<RevokeSession>) -> i
                 </li>
             }).collect_view()}
         </ul>
+    }
+}
+
+/// Changing the address: a link goes to the new one, which changes only
+/// when it is used.
+#[island]
+fn ChangeEmailForm(current: String, sent: bool) -> impl IntoView {
+    let action = ServerAction::<RequestEmailChange>::new();
+    let value = action.value();
+    let done = move || sent || matches!(value.get(), Some(Ok(())));
+    view! {
+        <section class="card" aria-labelledby="email-heading">
+            <h2 id="email-heading">"Email address"</h2>
+            <p class="muted">"Your address is " <strong>{current}</strong> ". A new one is used once you confirm it from the mail we send there."</p>
+            <Show when=done>
+                <p class="banner banner-success" role="status" data-testid="email-change-sent">"We mailed a link to the new address. Your address changes when you use it."</p>
+            </Show>
+            <ServerForm action=action novalidate=true class="form">
+                <FormError value=value/>
+                <Field label="New email address" name="new_email" kind="email" autocomplete="email"
+                    live=check_email server=server_field_error(value, "new_email")/>
+                <Field label="Password, to confirm" name="confirm_password" kind="password" autocomplete="current-password"
+                    server=server_field_error(value, "confirm_password")/>
+                <SubmitButton pending=action.pending() label="Change email" busy="Sending…" testid="change-email"/>
+            </ServerForm>
+        </section>
     }
 }
 

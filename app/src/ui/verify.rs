@@ -9,7 +9,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
 
 use super::set_status;
-use crate::api::verify_email;
+use crate::api::{confirm_email_change, verify_email};
 
 /// Answers in one piece (`SsrMode::Async`), with the status of a link that
 /// did not work.
@@ -47,6 +47,52 @@ pub fn VerifyPage() -> impl IntoView {
                                 <h1>"This link does not work"</h1>
                                 <p class="banner banner-error" role="alert">{error.to_string()}</p>
                                 <p class="muted">"Your account page can send a new link."</p>
+                                <A href="/account" attr:class="button">"Go to your account"</A>
+                            </section>
+                        })
+                    }
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// `/confirm-email?token=`: the link mailed to a new address. Using it is
+/// the confirmation, as for `/verify`; the account's address changes now.
+#[component]
+pub fn ConfirmEmailPage() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.insert_header(
+            http::header::REFERRER_POLICY,
+            http::HeaderValue::from_static("no-referrer"),
+        );
+    }
+    let token = use_query_map()
+        .read_untracked()
+        .get("token")
+        .unwrap_or_default();
+    let changed =
+        Resource::<_>::new_with_options(move || token.clone(), confirm_email_change, false);
+    view! {
+        <Title text="Confirm your new address"/>
+        <Suspense fallback=|| view! { <p class="muted">"Confirming…"</p> }>
+            {move || Suspend::new(async move {
+                match changed.await {
+                    Ok(()) => Either::Left(view! {
+                        <section class="card narrow" data-testid="email-changed">
+                            <h1>"Address changed"</h1>
+                            <p class="banner banner-success" role="status">"Your account uses its new address from now on."</p>
+                            <A href="/account" attr:class="button">"Go to your account"</A>
+                        </section>
+                    }),
+                    Err(error) => {
+                        set_status(error.status_code());
+                        Either::Right(view! {
+                            <section class="card narrow" data-testid="link-refused">
+                                <h1>"This link does not work"</h1>
+                                <p class="banner banner-error" role="alert">{error.to_string()}</p>
+                                <p class="muted">"Your account page can ask for the change again."</p>
                                 <A href="/account" attr:class="button">"Go to your account"</A>
                             </section>
                         })

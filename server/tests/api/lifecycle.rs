@@ -1,6 +1,7 @@
 //! The account lifecycle over email: mail transport (SMTP against a real
 //! server, the development mailbox), the forgotten password and the
-//! verification of the address, deleting the account, and the export.
+//! verification of the address, changing it, deleting the account, and the
+//! export.
 
 use std::time::{Duration, Instant};
 
@@ -689,4 +690,133 @@ async fn a_signed_in_user_downloads_their_data_as_json() {
     let response = download(&Cookie::default()).await.unwrap();
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/signin");
+}
+
+// --- changing the address -----------------------------------------------------
+
+#[tokio::test]
+async fn changing_the_address_needs_the_password_and_happens_on_confirmation() {
+    let (app, sink) = spawn_app_mailing(|_| {}).await;
+    let cookie = app.register("ada").await;
+    app.register("bob").await;
+    let ask = |password: &'static str, new_email: &'static str| {
+        let app = &app;
+        let cookie = cookie.clone();
+        async move {
+            status_and_json(
+                app.call(
+                    "request_email_change",
+                    &[("confirm_password", password), ("new_email", new_email)],
+                    &cookie,
+                )
+                .await,
+            )
+            .await
+        }
+    };
+    for (password, new_email, field, message) in [
+        (
+            "wrong-password-1",
+            "ada@new.example",
+            "confirm_password",
+            "Your password is incorrect.",
+        ),
+        (
+            STRONG_PASSWORD,
+            "not an address",
+            "new_email",
+            "Enter a valid email address.",
+        ),
+        (
+            STRONG_PASSWORD,
+            "ada@example.com",
+            "new_email",
+            "This is already your address.",
+        ),
+        (
+            STRONG_PASSWORD,
+            "bob@example.com",
+            "new_email",
+            "An account with this email already exists.",
+        ),
+    ] {
+        let (status, body) = ask(password, new_email).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["Validation"][field], message, "{body}");
+    }
+    let (status, _) = ask(STRONG_PASSWORD, "ada@new.example").await;
+    assert_eq!(status, 200);
+
+    // A link to the new address, a notice to the current one; nothing
+    // changes yet.
+    let confirm = sink.wait_for("ada@new.example", 1).await.remove(0);
+    assert_eq!(confirm.subject, "Confirm your new Folio email address");
+    let notices = sink.wait_for("ada@example.com", 2).await;
+    let notice = notices
+        .iter()
+        .find(|m| m.subject == "A change of your Folio email address was asked for")
+        .expect("a notice to the current address");
+    assert!(notice.text.as_deref().unwrap().contains("ada@new.example"));
+    assert_eq!(
+        app.login("ada@example.com", STRONG_PASSWORD).await.status(),
+        200
+    );
+
+    let prefix = format!("{}/confirm-email?token=", app.state.config.public_url);
+    let link = confirm.link(&prefix).expect("a confirmation link");
+    let path = link.strip_prefix(&app.state.config.public_url).unwrap();
+    let (status, page) = app.page(path, &Cookie::default()).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("data-testid=\"email-changed\""), "{page}");
+    let (email, verified): (String, bool) = sqlx::query_as(
+        "SELECT email, email_verified_at IS NOT NULL FROM users WHERE username = 'ada'",
+    )
+    .fetch_one(app.state.db.primary())
+    .await
+    .unwrap();
+    assert_eq!((email.as_str(), verified), ("ada@new.example", true));
+    assert_eq!(
+        app.login("ada@example.com", STRONG_PASSWORD).await.status(),
+        401
+    );
+    assert_eq!(
+        app.login("ada@new.example", STRONG_PASSWORD).await.status(),
+        200
+    );
+    // The old address is told it happened.
+    let old = sink.wait_for("ada@example.com", 3).await;
+    assert!(old
+        .iter()
+        .any(|m| m.subject == "Your Folio email address was changed"));
+    // Once only.
+    let (status, page) = app.page(path, &Cookie::default()).await;
+    assert_eq!(status, 410);
+    assert!(page.contains("already used"), "{page}");
+}
+
+#[tokio::test]
+async fn an_address_taken_before_confirmation_is_not_moved_to() {
+    let app = spawn_app().await;
+    app.register("ada").await;
+    let user_id = app.user_id("ada").await;
+    let mut tx = app.state.db.begin().await.unwrap();
+    let token =
+        app::ssr::accounts::tokens::issue_email_change(&mut tx, user_id, "carol@example.com")
+            .await
+            .unwrap();
+    tx.commit().await.unwrap();
+    app.register("carol").await; // carol@example.com, meanwhile
+    let (status, page) = app
+        .page(
+            &format!("/confirm-email?token={}", token.as_str()),
+            &Cookie::default(),
+        )
+        .await;
+    assert_eq!(status, 409);
+    assert!(page.contains("Another account uses this address"), "{page}");
+    let email: String = sqlx::query_scalar("SELECT email FROM users WHERE username = 'ada'")
+        .fetch_one(app.state.db.primary())
+        .await
+        .unwrap();
+    assert_eq!(email, "ada@example.com");
 }

@@ -6,6 +6,7 @@
 
 mod deletion;
 pub mod devices;
+mod email_change;
 mod export;
 pub mod passwords;
 pub mod recent_writes;
@@ -16,6 +17,7 @@ pub mod tokens;
 mod verification;
 
 pub use deletion::delete_account;
+pub use email_change::{confirm_email_change, request_email_change};
 pub use export::export;
 pub use recovery::{check_reset_link, request_password_reset, reset_password};
 pub use service::{

@@ -27,6 +27,8 @@ use crate::ssr::Result;
 pub enum Purpose {
     PasswordReset,
     EmailVerification,
+    /// Carries the new address it confirms.
+    EmailChange,
 }
 
 impl Purpose {
@@ -34,6 +36,7 @@ impl Purpose {
         match self {
             Purpose::PasswordReset => "password_reset",
             Purpose::EmailVerification => "email_verification",
+            Purpose::EmailChange => "email_change",
         }
     }
 
@@ -45,6 +48,8 @@ impl Purpose {
         match self {
             Purpose::PasswordReset => Duration::from_secs(30 * 60),
             Purpose::EmailVerification => Duration::from_secs(24 * 3600),
+            // Whoever holds it moves the account to their address: short.
+            Purpose::EmailChange => Duration::from_secs(3600),
         }
     }
 }
@@ -59,6 +64,24 @@ fn digest(token: &LinkToken) -> Vec<u8> {
 /// A new token for `user_id`, on the caller's transaction: the user's live
 /// tokens of `purpose` are revoked, their rows a day past expiry deleted.
 pub async fn issue(tx: &mut PgConnection, user_id: i64, purpose: Purpose) -> Result<LinkToken> {
+    issue_with(tx, user_id, purpose, None).await
+}
+
+/// [`issue`] for [`Purpose::EmailChange`]: the token carries `new_email`.
+pub async fn issue_email_change(
+    tx: &mut PgConnection,
+    user_id: i64,
+    new_email: &str,
+) -> Result<LinkToken> {
+    issue_with(tx, user_id, Purpose::EmailChange, Some(new_email)).await
+}
+
+async fn issue_with(
+    tx: &mut PgConnection,
+    user_id: i64,
+    purpose: Purpose,
+    new_email: Option<&str>,
+) -> Result<LinkToken> {
     revoke_all(&mut *tx, user_id, purpose).await?;
     sqlx::query(
         "DELETE FROM account_tokens
@@ -72,13 +95,14 @@ pub async fn issue(tx: &mut PgConnection, user_id: i64, purpose: Purpose) -> Res
     let token = LinkToken::parse(&hex::encode(bytes))
         .map_err(|_| crate::ssr::Error::Internal("a fresh token does not parse".into()))?;
     sqlx::query(
-        "INSERT INTO account_tokens (token_hash, user_id, purpose, expires_at)
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+        "INSERT INTO account_tokens (token_hash, user_id, purpose, expires_at, new_email)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5)",
     )
     .bind(digest(&token))
     .bind(user_id)
     .bind(purpose.as_str())
     .bind(purpose.lifetime().as_secs_f64())
+    .bind(new_email)
     .execute(&mut *tx)
     .await?;
     Ok(token)
@@ -128,6 +152,23 @@ pub async fn redeem(tx: &mut PgConnection, token: &LinkToken, purpose: Purpose) 
             Err(refused) => Err(refused),
         },
     }
+}
+
+/// Redeems an email-change token: its user and the address it confirms.
+pub async fn redeem_email_change(
+    tx: &mut PgConnection,
+    token: &LinkToken,
+) -> Result<(i64, String)> {
+    let user_id = redeem(&mut *tx, token, Purpose::EmailChange).await?;
+    let new_email: Option<String> =
+        sqlx::query_scalar("SELECT new_email FROM account_tokens WHERE token_hash = $1")
+            .bind(digest(token))
+            .fetch_one(&mut *tx)
+            .await?;
+    let new_email = new_email.ok_or_else(|| {
+        crate::ssr::Error::Internal("an email-change token without its address".into())
+    })?;
+    Ok((user_id, new_email))
 }
 
 /// Revokes every live token of `purpose` of the user: a newer link was

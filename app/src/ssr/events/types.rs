@@ -113,6 +113,17 @@ pub struct SessionsRevoked {
 }
 event!(SessionsRevoked, "sessions.revoked", version 1);
 
+/// The owner asked to move the account to `new_email` (their password
+/// confirmed it). The `mail` consumer mails the confirmation link to the
+/// new address and a notice to the current one; nothing changes until the
+/// link is used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailChangeRequested {
+    pub origin: Origin,
+    pub new_email: String,
+}
+event!(EmailChangeRequested, "email_change.requested", version 1);
+
 /// The account's email address changed (emitted once the new address is
 /// confirmed). Both addresses: the old one is told of the change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

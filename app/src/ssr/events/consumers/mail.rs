@@ -27,7 +27,8 @@ use time::OffsetDateTime;
 
 use crate::ssr::accounts::tokens::{self, Purpose};
 use crate::ssr::events::types::{
-    EmailVerificationRequested, PasswordChanged, PasswordResetRequested, UserRegistered,
+    EmailChangeRequested, EmailChanged, EmailVerificationRequested, PasswordChanged,
+    PasswordResetRequested, UserRegistered,
 };
 use crate::ssr::events::{Consumer, Event, EventPayload};
 use crate::ssr::mail::escape_html;
@@ -64,6 +65,8 @@ impl Consumer for Mail {
             PasswordResetRequested::TYPE,
             UserRegistered::TYPE,
             EmailVerificationRequested::TYPE,
+            EmailChangeRequested::TYPE,
+            EmailChanged::TYPE,
         ]
         .contains(&event_type)
     }
@@ -79,7 +82,7 @@ impl Consumer for Mail {
                 tracing::info!(event = %event.id, "mail: event too old to send for");
                 return Ok(());
             }
-            if let Some(message) = self.compose(tx, event, age).await? {
+            for message in self.compose(tx, event, age).await? {
                 self.mailer.send(&message).await?;
             }
             Ok(())
@@ -88,21 +91,27 @@ impl Consumer for Mail {
 }
 
 impl Mail {
-    /// The message an event sends, if any, to the account's current address.
+    /// The messages an event sends: most send one, to the account's current
+    /// address; an address change also writes to the other address.
     async fn compose(
         &self,
         tx: &mut PgConnection,
         event: &Event,
         age: time::Duration,
-    ) -> Result<Option<Message>> {
+    ) -> Result<Vec<Message>> {
         let Some(to): Option<String> = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
             .bind(event.user_id)
             .fetch_optional(&mut *tx)
             .await?
         else {
-            return Ok(None); // the account is gone
+            return Ok(Vec::new()); // the account is gone
         };
-        let message_id = format!("<{}@folio>", event.id);
+        // Each message of an event has an id of its own, the same on every
+        // redelivery.
+        let id = |n: usize| match n {
+            0 => format!("<{}@folio>", event.id),
+            n => format!("<{}.{n}@folio>", event.id),
+        };
         let letter = match event.event_type.as_str() {
             PasswordChanged::TYPE => {
                 let changed: PasswordChanged = event.decode()?;
@@ -124,7 +133,7 @@ impl Mail {
                 // A link that would be dead on arrival is not worth a mail.
                 if age.unsigned_abs() >= Purpose::PasswordReset.lifetime() {
                     tracing::info!(event = %event.id, "mail: reset request older than a link's life");
-                    return Ok(None);
+                    return Ok(Vec::new());
                 }
                 let token = tokens::issue(tx, event.user_id, Purpose::PasswordReset).await?;
                 Letter {
@@ -158,7 +167,7 @@ impl Mail {
                 .fetch_one(&mut *tx)
                 .await?;
                 if verified {
-                    return Ok(None); // proven since it was asked for
+                    return Ok(Vec::new()); // proven since it was asked for
                 }
                 let token = tokens::issue(tx, event.user_id, Purpose::EmailVerification).await?;
                 Letter {
@@ -172,9 +181,62 @@ impl Mail {
                     ],
                 }
             }
-            _ => return Ok(None),
+            EmailChangeRequested::TYPE => {
+                let asked: EmailChangeRequested = event.decode()?;
+                if age.unsigned_abs() >= Purpose::EmailChange.lifetime() {
+                    return Ok(Vec::new());
+                }
+                let token = tokens::issue_email_change(tx, event.user_id, &asked.new_email).await?;
+                let confirm = Letter {
+                    subject: "Confirm your new Folio email address".to_owned(),
+                    paragraphs: vec![
+                        "The owner of a Folio account asked to use this address for it. Confirm that it is yours; the link works once, for an hour:".to_owned(),
+                    ],
+                    link: Some(format!(
+                        "{}/confirm-email?token={}",
+                        self.public_url,
+                        token.as_str()
+                    )),
+                    after: vec!["If you did not ask, ignore this mail.".to_owned()],
+                };
+                // OWASP: the current address hears of it before anything
+                // changes, so a session thief's change does not go unseen.
+                let notice = Letter {
+                    subject: "A change of your Folio email address was asked for".to_owned(),
+                    paragraphs: vec![
+                        format!(
+                            "Someone signed in to your account asked, from {} ({}), to change its address to {}. It changes only once the link mailed there is used.",
+                            asked.origin.device, asked.origin.ip, asked.new_email
+                        ),
+                        "If this was not you, change your password at once:".to_owned(),
+                    ],
+                    link: Some(format!("{}/account", self.public_url)),
+                    after: Vec::new(),
+                };
+                return Ok(vec![
+                    confirm.into_message(id(0), asked.new_email.clone()),
+                    notice.into_message(id(1), to),
+                ]);
+            }
+            EmailChanged::TYPE => {
+                let changed: EmailChanged = event.decode()?;
+                let notice = Letter {
+                    subject: "Your Folio email address was changed".to_owned(),
+                    paragraphs: vec![
+                        format!(
+                            "The address of your Folio account is now {}; this one will get no more mail from it.",
+                            changed.new_email
+                        ),
+                        "If this was not you, someone else has access to your account.".to_owned(),
+                    ],
+                    link: None,
+                    after: Vec::new(),
+                };
+                return Ok(vec![notice.into_message(id(0), changed.old_email)]);
+            }
+            _ => return Ok(Vec::new()),
         };
-        Ok(Some(letter.into_message(message_id, to)))
+        Ok(vec![letter.into_message(id(0), to)])
     }
 }
 
