@@ -106,6 +106,9 @@ pub enum ActivityKind {
     PasswordChanged,
     EmailChanged,
     SessionsRevoked,
+    /// Sign-ins refused for a while after too many wrong passwords from
+    /// browsers that never signed in to the account.
+    SignInsBlocked,
 }
 
 /// One entry of the account page's security history.

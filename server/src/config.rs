@@ -14,7 +14,8 @@
 //! | `FOLIO_REDIS_PREFIX` | `folio:` | namespace of every Redis key |
 //! | `FOLIO_SESSION_IDLE_SECS` | `86400` | idle timeout of a session (sliding) |
 //! | `FOLIO_SESSION_ABSOLUTE_SECS` | `604800` | absolute lifetime of a session |
-//! | `FOLIO_LOGIN_LIMIT_ACCOUNT` | `5/900` | failed sign-ins per account per window (s) |
+//! | `FOLIO_LOGIN_LIMIT_ACCOUNT` | `5/900` | failed sign-ins per account per window (s), from browsers without a device cookie for it |
+//! | `FOLIO_LOGIN_LIMIT_DEVICE` | `5/900` | failed sign-ins per window from one browser holding a device cookie for the account (only that browser is then locked) |
 //! | `FOLIO_LOGIN_LIMIT_IP` | `30/900` | failed sign-ins per client address |
 //! | `FOLIO_REGISTER_LIMIT_IP` | `10/3600` | sign-ups per client address |
 //! | `FOLIO_PROFILE_EDIT_LIMIT` | `30/60` | profile saves per user |
@@ -206,6 +207,10 @@ impl Settings {
             login_failures_per_account: limit(
                 "FOLIO_LOGIN_LIMIT_ACCOUNT",
                 defaults.login_failures_per_account,
+            )?,
+            login_failures_per_device: limit(
+                "FOLIO_LOGIN_LIMIT_DEVICE",
+                defaults.login_failures_per_device,
             )?,
             login_failures_per_ip: limit("FOLIO_LOGIN_LIMIT_IP", defaults.login_failures_per_ip)?,
             registrations_per_ip: limit("FOLIO_REGISTER_LIMIT_IP", defaults.registrations_per_ip)?,

@@ -27,6 +27,7 @@ use leptos::prelude::use_context;
 use leptos_axum::ResponseOptions;
 use server_fn::error::{ServerFnErrorErr, ServerFnUrlError};
 
+use super::accounts::device_cookies::{self, DEVICE_COOKIE};
 use super::accounts::recent_writes;
 use super::accounts::sessions::{self, NewSession, Session};
 use super::infra::db::Freshness;
@@ -69,6 +70,8 @@ pub struct RequestMeta {
     pub user_agent: String,
     /// The session cookie's token, when it is well formed.
     pub session_token: Option<String>,
+    /// The device cookie, unverified (`accounts::device_cookies`).
+    pub device_cookie: Option<String>,
     /// A plain HTML form post (no JavaScript): its answers are redirects.
     pub form_post: bool,
 }
@@ -79,6 +82,7 @@ impl Default for RequestMeta {
             client_ip: IpAddr::from([0, 0, 0, 0]),
             user_agent: String::new(),
             session_token: None,
+            device_cookie: None,
             form_post: false,
         }
     }
@@ -96,6 +100,9 @@ impl RequestMeta {
                 .unwrap_or_default(),
             session_token: find_cookie(headers, SESSION_COOKIE)
                 .filter(|token| sessions::is_well_formed(token))
+                .map(str::to_owned),
+            device_cookie: find_cookie(headers, DEVICE_COOKIE)
+                .filter(|value| value.len() <= 128)
                 .map(str::to_owned),
             form_post: is_form_post(headers),
         }
@@ -176,6 +183,12 @@ impl Reply {
             session.token,
             session.max_age.as_secs()
         ));
+        if let Some(device) = &session.device_cookie {
+            self.append_cookie(format!(
+                "{DEVICE_COOKIE}={device}; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age={}",
+                device_cookies::MAX_AGE_SECS
+            ));
+        }
     }
 
     pub fn clear_session_cookie(&self) {

@@ -45,6 +45,9 @@ pub struct ServiceConfig {
     /// 7 days bounds the damage of a stolen cookie.
     pub session_absolute: Duration,
     pub login_failures_per_account: Limit,
+    /// Wrong passwords typed from one browser that has signed in to the
+    /// account before (its device cookie): only that browser is locked.
+    pub login_failures_per_device: Limit,
     pub login_failures_per_ip: Limit,
     pub registrations_per_ip: Limit,
     /// "Forgot password" requests per client address, and per address
@@ -108,6 +111,7 @@ impl Default for ServiceConfig {
             session_idle: Duration::from_secs(24 * 3600),
             session_absolute: Duration::from_secs(7 * 24 * 3600),
             login_failures_per_account: Limit::new(5, 15 * 60),
+            login_failures_per_device: Limit::new(5, 15 * 60),
             login_failures_per_ip: Limit::new(30, 15 * 60),
             registrations_per_ip: Limit::new(10, 3600),
             reset_requests_per_ip: Limit::new(20, 3600),
@@ -153,6 +157,9 @@ pub struct Handles {
     pub metrics: Metrics,
     pub recent_writes: RecentWrites,
     pub media: Media,
+    /// The key device cookies are signed with, read from Postgres on first
+    /// use (`accounts::device_cookies`).
+    pub device_key: tokio::sync::OnceCell<[u8; 32]>,
 }
 
 impl std::ops::Deref for AppState {
@@ -186,6 +193,7 @@ impl AppState {
             metrics,
             redis: redis.into(),
             config,
+            device_key: tokio::sync::OnceCell::new(),
         }))
     }
 

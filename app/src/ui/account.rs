@@ -303,5 +303,9 @@ fn describe(entry: &ActivityEntry) -> String {
         ActivityKind::SessionsRevoked => {
             format!("{} sessions signed out from {}", entry.count, entry.device)
         }
+        ActivityKind::SignInsBlocked => format!(
+            "Too many wrong passwords: sign-ins from browsers new to this account were paused (first from {})",
+            entry.device
+        ),
     }
 }

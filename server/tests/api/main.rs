@@ -3,6 +3,7 @@
 
 mod accounts;
 mod avatars;
+mod device_cookies;
 mod hardening;
 mod health;
 mod lifecycle;

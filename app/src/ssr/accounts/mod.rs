@@ -5,6 +5,7 @@
 //! request (`api/` does, from what these return).
 
 mod deletion;
+pub mod device_cookies;
 pub mod devices;
 mod email_change;
 mod export;

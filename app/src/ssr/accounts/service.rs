@@ -5,11 +5,14 @@ use crate::dto::{ActivityEntry, SessionInfo};
 use crate::error::{AppError, FieldErrors};
 use crate::ssr::events::consumers::activity;
 use crate::ssr::events::outbox;
-use crate::ssr::events::types::{PasswordChanged, SessionCreated, SessionsRevoked, UserRegistered};
+use crate::ssr::events::types::{
+    LoginGuessing, PasswordChanged, SessionCreated, SessionsRevoked, UserRegistered,
+};
 use crate::ssr::infra::rate_limit;
 use crate::ssr::request::RequestMeta;
 use crate::ssr::{profiles, AppState, Error, Result};
 
+use super::device_cookies;
 use super::devices;
 use super::recent_writes;
 use super::sessions::{self, NewSession, Session};
@@ -83,7 +86,11 @@ async fn start_session(
             sessions::destroy(state, &old).await?;
         }
     }
-    sessions::create(state, user_id, username, meta).await
+    let mut session = sessions::create(state, user_id, username, meta).await?;
+    // This browser has now proven the password (or chosen it): a new
+    // device cookie for the account.
+    session.device_cookie = Some(device_cookies::issue(state, user_id).await?);
+    Ok(session)
 }
 
 pub async fn register(
@@ -174,26 +181,6 @@ pub async fn login(
         .unwrap_or_else(|| "invalid".to_owned());
     let password = Password::parse(password).ok();
 
-    let ip_slot = rate_limit::require(
-        state,
-        &format!("login:ip:{}", meta.client_network()),
-        state.config.login_failures_per_ip,
-    )
-    .await?;
-    let account_slot = match rate_limit::require(
-        state,
-        &format!("login:account:{account_key}"),
-        state.config.login_failures_per_account,
-    )
-    .await
-    {
-        Ok(slot) => slot,
-        Err(refused) => {
-            rate_limit::release(state, ip_slot).await?;
-            return Err(refused);
-        }
-    };
-
     let row: Option<(i64, String, String)> = match &identifier {
         Some(LoginIdentifier::Username(u)) => {
             sqlx::query_as("SELECT id, username, password_hash FROM users WHERE username = $1")
@@ -209,6 +196,51 @@ pub async fn login(
         }
         None => None,
     };
+    // A browser that signed in to this account before (a valid device
+    // cookie for it) is counted on its own: the owner is not locked out by
+    // strangers' guesses, and its own mistakes lock only it. Any other
+    // attempt counts against the client's network and the account.
+    let trusted = match (&meta.device_cookie, &row) {
+        (Some(cookie), Some((user_id, _, _))) => {
+            device_cookies::verify(state, cookie, *user_id).await?
+        }
+        _ => None,
+    };
+    let slots = match &trusted {
+        Some(device) => vec![
+            rate_limit::require(
+                state,
+                &format!("login:device:{}", device.nonce),
+                state.config.login_failures_per_device,
+            )
+            .await?,
+        ],
+        None => {
+            let ip_slot = rate_limit::require(
+                state,
+                &format!("login:ip:{}", meta.client_network()),
+                state.config.login_failures_per_ip,
+            )
+            .await?;
+            match rate_limit::require(
+                state,
+                &format!("login:account:{account_key}"),
+                state.config.login_failures_per_account,
+            )
+            .await
+            {
+                Ok(account_slot) => vec![ip_slot, account_slot],
+                Err(refused) => {
+                    rate_limit::release(state, ip_slot).await?;
+                    if let Some((user_id, _, _)) = &row {
+                        report_guessing(state, meta, *user_id).await;
+                    }
+                    return Err(refused);
+                }
+            }
+        }
+    };
+
     // A password outside the length policy cannot be anyone's; still verify
     // something so the timing does not say so.
     let candidate = password.unwrap_or_else(never_valid_password);
@@ -219,8 +251,9 @@ pub async fn login(
         return Err(AppError::InvalidCredentials.into());
     };
 
-    rate_limit::release(state, ip_slot).await?;
-    rate_limit::release(state, account_slot).await?;
+    for slot in slots {
+        rate_limit::release(state, slot).await?;
+    }
     // Before the session: a right password from a new device is worth
     // reporting even if starting the session then fails.
     let mut tx = state.db.begin().await?;
@@ -241,6 +274,35 @@ pub async fn login(
     let session = start_session(state, meta, user_id, &username).await?;
     tracing::info!(user_id, "signed in");
     Ok(session)
+}
+
+/// Tells the account's owner, once per lockout window, that sign-ins to
+/// their account are being refused after too many wrong passwords (an
+/// activity entry and a mail, through the `login.guessing` event). Best
+/// effort: the refusal stands whatever happens here.
+async fn report_guessing(state: &AppState, meta: &RequestMeta, user_id: i64) {
+    let window = state.config.login_failures_per_account.window;
+    let once = async {
+        let mut redis = state.redis.clone();
+        let first: Option<String> = redis::cmd("SET")
+            .arg(state.key(&format!("login_guessing_reported:{user_id}")))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(window.as_millis() as u64)
+            .query_async(&mut redis)
+            .await?;
+        if first.is_some() {
+            let mut tx = state.db.begin().await?;
+            let origin = devices::origin(meta);
+            outbox::record(&mut *tx, user_id, &LoginGuessing { origin }).await?;
+            tx.commit().await?;
+        }
+        Ok::<_, Error>(())
+    };
+    if let Err(error) = once.await {
+        tracing::warn!(error = %error, user_id, "could not report a guessing attack");
+    }
 }
 
 /// Verified against when the typed password cannot be anyone's, so that the

@@ -81,6 +81,16 @@ pub struct SessionCreated {
 }
 event!(SessionCreated, "session.created", version 1);
 
+/// Too many wrong passwords for this account from browsers that never
+/// signed in to it: such sign-ins are refused for the lockout window (the
+/// owner's own browsers still sign in). Reported once per window; `origin`
+/// is the attempt that was refused first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoginGuessing {
+    pub origin: Origin,
+}
+event!(LoginGuessing, "login.guessing", version 1);
+
 /// The password was changed (every session was ended).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PasswordChanged {

@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 
 use crate::ssr::accounts::tokens::{self, Purpose};
 use crate::ssr::events::types::{
-    EmailChangeRequested, EmailChanged, EmailVerificationRequested, PasswordChanged,
+    EmailChangeRequested, EmailChanged, EmailVerificationRequested, LoginGuessing, PasswordChanged,
     PasswordResetRequested, UserRegistered,
 };
 use crate::ssr::events::{Consumer, Event, EventPayload};
@@ -67,6 +67,7 @@ impl Consumer for Mail {
             EmailVerificationRequested::TYPE,
             EmailChangeRequested::TYPE,
             EmailChanged::TYPE,
+            LoginGuessing::TYPE,
         ]
         .contains(&event_type)
     }
@@ -123,6 +124,23 @@ impl Mail {
                             changed.origin.device, changed.origin.ip
                         ),
                         "If this was not you, ask for a password reset link at once:".to_owned(),
+                    ],
+                    link: Some(format!("{}/forgot", self.public_url)),
+                    after: Vec::new(),
+                }
+            }
+            LoginGuessing::TYPE => {
+                let guessing: LoginGuessing = event.decode()?;
+                Letter {
+                    subject: "Someone is guessing your Folio password".to_owned(),
+                    paragraphs: vec![
+                        format!(
+                            "Too many wrong passwords were typed for your account, most recently from {} ({}). \
+                             Sign-ins from browsers that have never signed in to your account are paused for a while; \
+                             the browsers you use still sign in as usual.",
+                            guessing.origin.device, guessing.origin.ip
+                        ),
+                        "If you think someone knows your password, choose a new one:".to_owned(),
                     ],
                     link: Some(format!("{}/forgot", self.public_url)),
                     after: Vec::new(),
