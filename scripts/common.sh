@@ -270,6 +270,20 @@ start_moto() {
   say "moto (S3) on 127.0.0.1:$MOTO_PORT"
 }
 
+# --- SMTP sink (aiosmtpd) -------------------------------------------------------
+
+# Debian's python3-aiosmtpd: a real SMTP server the mail tests deliver to
+# (server/tests/support/smtp.rs and end2end/tests/smtp.ts start it on a spare
+# port through scripts/smtp_sink.py, which writes each message to a file).
+# Debian's package is for Debian's Python: /usr/bin/python3, which may not be
+# the python3 first on PATH (pyenv); FOLIO_SMTP_PYTHON names it for the tests.
+ensure_aiosmtpd() {
+  export FOLIO_SMTP_PYTHON="${FOLIO_SMTP_PYTHON:-/usr/bin/python3}"
+  if "$FOLIO_SMTP_PYTHON" -c 'import aiosmtpd' 2>/dev/null; then return; fi
+  say "installing python3-aiosmtpd (the SMTP sink of the mail tests)"
+  apt_install python3-aiosmtpd
+}
+
 # --- the release server ------------------------------------------------------------
 
 # Runs the release binary (built by `cargo leptos build --release`) on

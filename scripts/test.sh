@@ -8,6 +8,7 @@ source "$(dirname "$0")/common.sh"
 ensure_tools
 ensure_services
 ensure_moto
+ensure_aiosmtpd
 
 say "cargo fmt --check"
 cargo fmt --all --check
@@ -19,7 +20,7 @@ cargo clippy -p app -p frontend --target wasm32-unknown-unknown --features app/h
 
 say "the WASM build must not contain server-only crates"
 forbidden=$(cargo tree -p frontend --target wasm32-unknown-unknown -e normal --prefix none \
-  | grep -E '^(sqlx|redis|argon2|mio|zxcvbn|tokio-postgres|image|object_store|fast_image_resize) ' || true)
+  | grep -E '^(sqlx|redis|argon2|mio|zxcvbn|tokio-postgres|image|object_store|fast_image_resize|lettre) ' || true)
 if [ -n "$forbidden" ]; then echo "server-only crates in the WASM build:"; echo "$forbidden"; exit 1; fi
 
 say "monitoring: rules, configurations, promtool unit tests of every alert"

@@ -72,6 +72,33 @@ impl Profile {
     }
 }
 
+/// The signed-in user's own address, for the account page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailStatus {
+    pub email: String,
+    /// Proven by the mailed link (`/verify`).
+    pub verified: bool,
+}
+
+/// Everything Folio holds about a user, for them to download
+/// (`/account/export`). Times are milliseconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountExport {
+    pub exported_at_ms: u64,
+    pub account: ExportedAccount,
+    pub profile: Profile,
+    pub sessions: Vec<SessionInfo>,
+    pub activity: Vec<ActivityEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportedAccount {
+    pub username: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub created_at_ms: u64,
+}
+
 /// What happened, in an account's security history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ActivityKind {
@@ -79,6 +106,9 @@ pub enum ActivityKind {
     PasswordChanged,
     EmailChanged,
     SessionsRevoked,
+    /// Sign-ins refused for a while after too many wrong passwords from
+    /// browsers that never signed in to the account.
+    SignInsBlocked,
 }
 
 /// One entry of the account page's security history.

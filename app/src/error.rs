@@ -100,6 +100,33 @@ pub enum AppError {
     /// page). The detail is for the console (`Debug`), not for the page.
     #[error("The request did not go through. Check your connection and try again.")]
     Transport(String),
+    /// A link Folio mailed (a password reset, an address to verify) that
+    /// cannot be used, and why: each case tells the person what to do.
+    #[error("{0}")]
+    Link(LinkProblem),
+}
+
+/// Why a mailed link was refused. Told apart on purpose: "expired" and
+/// "already used" say what to do next, and none of them says anything about
+/// an account that a person without the link could learn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum LinkProblem {
+    /// Not the shape of a token: cut short or mangled on its way.
+    #[error("This link is incomplete or damaged. Open it again from the mail, or copy the whole link into the address bar.")]
+    Malformed,
+    /// The shape of one, but never issued (or its account is gone).
+    #[error("This link is not valid. Ask for a new one.")]
+    Unknown,
+    #[error("This link has expired. Ask for a new one.")]
+    Expired,
+    #[error("This link was already used. Each link works once: ask for a new one if you need it.")]
+    Used,
+    /// A newer link of the same kind was sent, or the password was changed.
+    #[error("This link was replaced by a newer one, or your password changed since. Use the newest mail, or ask for a new link.")]
+    Replaced,
+    /// An address change whose new address another account took meanwhile.
+    #[error("Another account uses this address now: your address was not changed.")]
+    AddressTaken,
 }
 
 fn format_wait(secs: u64) -> String {
@@ -137,6 +164,10 @@ impl AppError {
             AppError::UnsupportedMediaType => 415,
             // Never sent by the server: the browser makes it up itself.
             AppError::Transport(_) => 502,
+            AppError::Link(LinkProblem::Malformed) => 400,
+            AppError::Link(LinkProblem::Unknown) => 404,
+            AppError::Link(LinkProblem::AddressTaken) => 409,
+            AppError::Link(_) => 410,
         }
     }
 

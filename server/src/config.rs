@@ -14,7 +14,8 @@
 //! | `FOLIO_REDIS_PREFIX` | `folio:` | namespace of every Redis key |
 //! | `FOLIO_SESSION_IDLE_SECS` | `86400` | idle timeout of a session (sliding) |
 //! | `FOLIO_SESSION_ABSOLUTE_SECS` | `604800` | absolute lifetime of a session |
-//! | `FOLIO_LOGIN_LIMIT_ACCOUNT` | `5/900` | failed sign-ins per account per window (s) |
+//! | `FOLIO_LOGIN_LIMIT_ACCOUNT` | `5/900` | failed sign-ins per account per window (s), from browsers without a device cookie for it |
+//! | `FOLIO_LOGIN_LIMIT_DEVICE` | `5/900` | failed sign-ins per window from one browser holding a device cookie for the account (only that browser is then locked) |
 //! | `FOLIO_LOGIN_LIMIT_IP` | `30/900` | failed sign-ins per client address |
 //! | `FOLIO_REGISTER_LIMIT_IP` | `10/3600` | sign-ups per client address |
 //! | `FOLIO_PROFILE_EDIT_LIMIT` | `30/60` | profile saves per user |
@@ -38,6 +39,13 @@
 //! | `AVATAR_S3_REGION` | `us-east-1` | the bucket's region |
 //! | `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` | (none) | the bucket's credentials |
 //! | `FOLIO_AVATAR_UPLOAD_LIMIT` | `20/3600` | avatar uploads and removals per user |
+//! | `SMTP_URL` | (none) | where mail goes: `smtps://user:pass@host:465` (TLS), `smtp://user:pass@host:587?tls=required` (STARTTLS), or `smtp://host:port` (no TLS: a relay on the same machine, a test sink); unset: a debug build keeps mail in memory at `/dev/mailbox`, a release build sends none |
+//! | `FOLIO_MAIL_FROM` | `Folio <no-reply@HOST>` (`HOST` from `FOLIO_PUBLIC_URL`, `localhost` for an address) | the sender of Folio's mail: an address the SMTP server may send as |
+//! | `FOLIO_RESET_LIMIT_IP` | `20/3600` | "forgot password" requests per client address |
+//! | `FOLIO_RESET_LIMIT_ADDRESS` | `3/3600` | "forgot password" requests per email address asked for |
+//! | `FOLIO_RESET_REDEEM_LIMIT_IP` | `20/3600` | new passwords set with a reset link, per client address |
+//! | `FOLIO_VERIFY_RESEND_LIMIT` | `3/3600` | verification mails asked for again, per user |
+//! | `FOLIO_EXPORT_LIMIT` | `10/3600` | downloads of one's data (`/account/export`), per user |
 //!
 //! One argument: `server --worker` runs the relay and the consumers and
 //! serves only `/healthz`, `/readyz` and `/metrics`.
@@ -78,6 +86,10 @@ pub struct Settings {
     /// `server --worker`: the workers and the health and metrics endpoints
     /// only, no pages or server functions.
     pub worker_only: bool,
+    /// How mail leaves (`SMTP_URL`).
+    pub mail: MailTransport,
+    /// `FOLIO_MAIL_FROM`: the sender of every message.
+    pub mail_from: String,
     pub service: ServiceConfig,
 }
 
@@ -196,8 +208,26 @@ impl Settings {
                 "FOLIO_LOGIN_LIMIT_ACCOUNT",
                 defaults.login_failures_per_account,
             )?,
+            login_failures_per_device: limit(
+                "FOLIO_LOGIN_LIMIT_DEVICE",
+                defaults.login_failures_per_device,
+            )?,
             login_failures_per_ip: limit("FOLIO_LOGIN_LIMIT_IP", defaults.login_failures_per_ip)?,
             registrations_per_ip: limit("FOLIO_REGISTER_LIMIT_IP", defaults.registrations_per_ip)?,
+            reset_requests_per_ip: limit("FOLIO_RESET_LIMIT_IP", defaults.reset_requests_per_ip)?,
+            reset_requests_per_address: limit(
+                "FOLIO_RESET_LIMIT_ADDRESS",
+                defaults.reset_requests_per_address,
+            )?,
+            reset_redemptions_per_ip: limit(
+                "FOLIO_RESET_REDEEM_LIMIT_IP",
+                defaults.reset_redemptions_per_ip,
+            )?,
+            verification_resends_per_user: limit(
+                "FOLIO_VERIFY_RESEND_LIMIT",
+                defaults.verification_resends_per_user,
+            )?,
+            exports_per_user: limit("FOLIO_EXPORT_LIMIT", defaults.exports_per_user)?,
             profile_edits_per_user: limit(
                 "FOLIO_PROFILE_EDIT_LIMIT",
                 defaults.profile_edits_per_user,
@@ -228,7 +258,11 @@ impl Settings {
             public_url: public_url(var("FOLIO_PUBLIC_URL"), addr)?,
             ..service
         };
+        let mail_from =
+            var("FOLIO_MAIL_FROM").unwrap_or_else(|| default_mail_from(&service.public_url));
         Ok(Self {
+            mail: MailTransport::decide(var("SMTP_URL"), cfg!(debug_assertions)),
+            mail_from,
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/folio".to_owned()),
             database_replica_urls: var("DATABASE_REPLICA_URLS")
@@ -313,6 +347,45 @@ impl MetricsAccess {
             None => Self::Closed,
         }
     }
+}
+
+/// How Folio's mail leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailTransport {
+    /// `SMTP_URL`, as lettre reads it (`app::ssr::mail::SmtpMailer`).
+    Smtp(String),
+    /// Kept in memory and shown at `/dev/mailbox`: a debug build without
+    /// `SMTP_URL`, so that following a reset link needs no mail server.
+    DevMailbox,
+    /// A release build without `SMTP_URL`: nothing is sent (said at start).
+    Off,
+}
+
+impl MailTransport {
+    /// The mailbox shows every message (reset links included) to whoever
+    /// opens the page, so a release build never has one.
+    pub fn decide(smtp_url: Option<String>, debug_build: bool) -> Self {
+        match smtp_url {
+            Some(url) => Self::Smtp(url),
+            None if debug_build => Self::DevMailbox,
+            None => Self::Off,
+        }
+    }
+}
+
+/// `Folio <no-reply@host>`, the host of the public address; `localhost`
+/// when that is an IP address (no mailbox has one for a domain).
+fn default_mail_from(public_url: &str) -> String {
+    let host = public_url
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or(public_url)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("");
+    let is_name = (host.contains('.') && host.parse::<IpAddr>().is_err()) || host == "localhost";
+    let host = if is_name { host } else { "localhost" };
+    format!("Folio <no-reply@{host}>")
 }
 
 /// `FOLIO_PUBLIC_URL`, an http(s) origin with an optional path prefix and
@@ -443,6 +516,37 @@ mod tests {
         ] {
             assert!(set(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_release_build_never_keeps_a_mailbox() {
+        assert_eq!(MailTransport::decide(None, false), MailTransport::Off);
+        assert_eq!(MailTransport::decide(None, true), MailTransport::DevMailbox);
+        let url = "smtp://127.0.0.1:2525".to_owned();
+        assert_eq!(
+            MailTransport::decide(Some(url.clone()), false),
+            MailTransport::Smtp(url.clone())
+        );
+        assert_eq!(
+            MailTransport::decide(Some(url.clone()), true),
+            MailTransport::Smtp(url)
+        );
+    }
+
+    #[test]
+    fn the_default_sender_is_at_the_public_host() {
+        assert_eq!(
+            default_mail_from("https://folio.example/app"),
+            "Folio <no-reply@folio.example>"
+        );
+        assert_eq!(
+            default_mail_from("http://127.0.0.1:3000"),
+            "Folio <no-reply@localhost>"
+        );
+        assert_eq!(
+            default_mail_from("http://localhost:3000"),
+            "Folio <no-reply@localhost>"
+        );
     }
 
     #[test]

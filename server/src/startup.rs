@@ -9,6 +9,7 @@ use std::time::Duration;
 use app::ssr::events::{self, Workers};
 use app::ssr::infra::db::{Pools, ReplicaPool};
 use app::ssr::infra::redis::SERVICE_TIMEOUTS;
+use app::ssr::mail::{DevMailbox, Mailer, SmtpMailer};
 use app::ssr::media::MediaStore;
 use app::ssr::{AppState, Redis, RedisConnector, RedisTarget};
 use app::{shell, App};
@@ -24,7 +25,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use tokio::net::TcpListener;
 
-use crate::config::{redact, MetricsAccess, Settings};
+use crate::config::{redact, MailTransport, MetricsAccess, Settings};
 use crate::edge::{self, Edge};
 use crate::form_errors::FormErrorSeal;
 use crate::page_cache::PageCache;
@@ -42,6 +43,12 @@ pub enum StartupError {
     Redis { url: String, cause: String },
     #[error("cannot open the avatar store ({config}): {cause}")]
     Media { config: String, cause: String },
+    #[error("cannot use SMTP_URL={url} (FOLIO_MAIL_FROM={from:?}): {cause}")]
+    Mail {
+        url: String,
+        from: String,
+        cause: String,
+    },
     #[error("cannot listen on LEPTOS_SITE_ADDR={addr}: {cause}")]
     Bind {
         addr: SocketAddr,
@@ -257,8 +264,9 @@ impl Application {
             }
         })?;
         events::observe(&state, events_redis.clone());
+        let (mailer, dev_mailbox) = mailer(&settings)?;
         let workers = (settings.event_workers || settings.worker_only).then(|| {
-            let mut consumers = events::consumers::all(None);
+            let mut consumers = events::consumers::all(mailer, &settings.service.public_url);
             consumers.push(Arc::new(events::consumers::MediaCleanUp::new(
                 state.media.store.clone(),
             )));
@@ -296,6 +304,7 @@ impl Application {
                     settings.hsts_max_age,
                 ),
                 settings.panic_routes,
+                dev_mailbox,
             )
         };
         if settings.bench_endpoints && !settings.worker_only {
@@ -408,7 +417,45 @@ fn worker_router(router_state: RouterState) -> Router {
         .with_state(router_state)
 }
 
-fn router(router_state: RouterState, edge: Arc<Edge>, panic_routes: bool) -> Router {
+/// The mailer of the `mail` consumer, and the development mailbox when that
+/// is the mailer (its page is routed only then).
+#[allow(clippy::type_complexity)]
+fn mailer(
+    settings: &Settings,
+) -> Result<(Option<Arc<dyn Mailer>>, Option<Arc<DevMailbox>>), StartupError> {
+    match &settings.mail {
+        MailTransport::Smtp(url) => {
+            let smtp =
+                SmtpMailer::new(url, &settings.mail_from).map_err(|cause| StartupError::Mail {
+                    url: redact(url),
+                    from: settings.mail_from.clone(),
+                    cause,
+                })?;
+            let smtp: Arc<dyn Mailer> = Arc::new(smtp);
+            Ok((Some(smtp), None))
+        }
+        // Never in a release build, whatever the settings say.
+        MailTransport::DevMailbox if cfg!(debug_assertions) => {
+            let mailbox = Arc::new(DevMailbox::new(&settings.mail_from));
+            tracing::info!("no SMTP_URL: mail is kept at {}", crate::mailbox::PATH);
+            let mailer: Arc<dyn Mailer> = mailbox.clone();
+            Ok((Some(mailer), Some(mailbox)))
+        }
+        MailTransport::DevMailbox | MailTransport::Off => {
+            if settings.event_workers || settings.worker_only {
+                tracing::warn!("no SMTP_URL: no mail is sent (password reset links included)");
+            }
+            Ok((None, None))
+        }
+    }
+}
+
+fn router(
+    router_state: RouterState,
+    edge: Arc<Edge>,
+    panic_routes: bool,
+    dev_mailbox: Option<Arc<DevMailbox>>,
+) -> Router {
     let routes = generate_route_list(App);
     let inner = &router_state.0;
     let context = {
@@ -422,6 +469,7 @@ fn router(router_state: RouterState, edge: Arc<Edge>, panic_routes: bool) -> Rou
         .route("/metrics", get(metrics::render))
         .route("/card/{file}", get(crate::card::png))
         .merge(media::file_routes())
+        .merge(crate::export::routes())
         .leptos_routes_with_context(&router_state, routes, context.clone(), move || {
             shell(leptos_options.clone())
         })
@@ -430,6 +478,9 @@ fn router(router_state: RouterState, edge: Arc<Edge>, panic_routes: bool) -> Rou
         ));
     if panic_routes {
         app = app.merge(panics::routes());
+    }
+    if let Some(mailbox) = dev_mailbox.filter(|_| cfg!(debug_assertions)) {
+        app = app.merge(crate::mailbox::routes(mailbox));
     }
     // Compression outermost: stored pages are kept uncompressed and
     // compressed per request like any other response. The panic layer just

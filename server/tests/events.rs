@@ -5,14 +5,14 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use app::ssr::events::consumers::{Mail, Mailer, Message};
+use app::ssr::events::consumers::Mail;
 use app::ssr::events::types::{ProfileUpdated, UserRegistered};
 use app::ssr::events::{apply_once, outbox, Applied, Consumer, Event, EventPayload, Workers};
+use app::ssr::mail::DevMailbox;
 use app::ssr::{Limit, RedisConnector};
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use sqlx::Connection;
 
@@ -587,24 +587,13 @@ async fn a_poison_event_goes_to_the_dead_letters_after_k_tries_and_its_partition
 
 // --- mail ---------------------------------------------------------------------------
 
-/// Stands in for SMTP, which Folio does not speak yet: keeps what it is given.
-#[derive(Default)]
-struct Outbox(Mutex<Vec<Message>>);
-
-impl Mailer for Outbox {
-    fn send<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, app::ssr::Result<()>> {
-        Box::pin(async move {
-            self.0.lock().unwrap().push(message.clone());
-            Ok(())
-        })
-    }
-}
-
 #[tokio::test]
 async fn the_mail_consumer_sends_through_the_mailer_it_is_given_once_per_event() {
     let app = spawn_app_with(without_workers).await;
-    let mailbox = Arc::new(Outbox::default());
-    let mail = Arc::new(Mail::new(mailbox.clone()));
+    // The development mailbox: a real mailer that keeps what it is given
+    // (SMTP itself is tested in api/lifecycle.rs, against a real server).
+    let mailbox = Arc::new(DevMailbox::new("Folio <no-reply@localhost>"));
+    let mail = Arc::new(Mail::new(mailbox.clone(), &app.state.config.public_url));
     let connector = RedisConnector::open(&app.settings.events_redis_url).unwrap();
     let workers = Workers::start(
         &app.state,
@@ -624,13 +613,15 @@ async fn the_mail_consumer_sends_through_the_mailer_it_is_given_once_per_event()
         )
         .await;
     assert_eq!(response.status(), 200);
-    app.wait_applied("mail", 1, DELIVERY).await;
+    // The sign-up's verification link, then the notice.
+    app.wait_applied("mail", 2, DELIVERY).await;
     {
-        let sent = mailbox.0.lock().unwrap();
-        assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].to, "ada@example.com");
-        assert_eq!(sent[0].subject, "Your Folio password was changed");
-        assert!(sent[0].text.contains("127.0.0.1"));
+        let sent = mailbox.messages();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0].message.to, "ada@example.com");
+        assert_eq!(sent[0].message.subject, "Your Folio password was changed");
+        assert!(sent[0].message.text.contains("127.0.0.1"));
+        assert_eq!(sent[1].message.subject, "Confirm your Folio email address");
     }
 
     // Delivered again (a relay that died before marking it sent): no mail.
@@ -655,6 +646,6 @@ async fn the_mail_consumer_sends_through_the_mailer_it_is_given_once_per_event()
         apply_once(&app.state, mail.as_ref(), &event).await.unwrap(),
         Applied::Before
     );
-    assert_eq!(mailbox.0.lock().unwrap().len(), 1);
+    assert_eq!(mailbox.messages().len(), 2);
     workers.stop().await;
 }

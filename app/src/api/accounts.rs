@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::dto::{ActivityEntry, SessionInfo, SignedInUser};
+use crate::dto::{ActivityEntry, EmailStatus, SessionInfo, SignedInUser};
 use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use crate::ssr::{accounts, handle};
@@ -130,4 +130,117 @@ pub async fn change_password(
         Ok(())
     })
     .await
+}
+
+/// "Forgot password": always the same answer, whether or not an account
+/// uses the address (the mail, if any, follows through the events).
+#[server(endpoint = "request_password_reset")]
+pub async fn request_password_reset(email: String) -> Result<(), AppError> {
+    handle(async move |call| {
+        accounts::request_password_reset(&call.state, &call.meta, &email).await?;
+        call.reply.redirect_form_post("/forgot?sent=1");
+        Ok(())
+    })
+    .await
+}
+
+/// Whether a reset link still works (the reset page asks before showing
+/// its form): `Link(…)` says why not.
+#[server(endpoint = "check_reset_link")]
+pub async fn check_reset_link(token: String) -> Result<(), AppError> {
+    handle(async move |call| accounts::check_reset_link(&call.state, &token).await).await
+}
+
+/// Sets a new password with a reset link. Every session of the account
+/// ends and nobody is signed in: the browser goes to the sign-in page.
+#[server(endpoint = "reset_password")]
+pub async fn reset_password(token: String, new_password: String) -> Result<(), AppError> {
+    handle(async move |call| {
+        // The reset page sends no Referer (its URL holds the token): a
+        // failed plain post is sent back to it by name.
+        let page = match crate::domain::LinkToken::parse(&token) {
+            Ok(token) => format!("/reset?token={}", token.as_str()),
+            Err(_) => "/reset".to_owned(),
+        };
+        call.reply.on_failure_return_to(&page);
+        accounts::reset_password(&call.state, &call.meta, &token, &new_password).await?;
+        call.reply.redirect("/signin?reset=1");
+        Ok(())
+    })
+    .await
+}
+
+/// The signed-in user's address and whether it is proven.
+#[server(endpoint = "account_email")]
+pub async fn account_email() -> Result<EmailStatus, AppError> {
+    handle(async |call| {
+        let session = call.user().await?;
+        accounts::account_email(&call.state, &session).await
+    })
+    .await
+}
+
+/// Mails the verification link again (rate limited).
+#[server(endpoint = "resend_verification")]
+pub async fn resend_verification() -> Result<(), AppError> {
+    handle(async |call| {
+        let session = call.user().await?;
+        accounts::resend_verification(&call.state, &session).await?;
+        call.reply
+            .redirect_form_post("/account?verification_sent=1");
+        Ok(())
+    })
+    .await
+}
+
+/// Marks the link's address verified (the `/verify` page calls it).
+#[server(endpoint = "verify_email")]
+pub async fn verify_email(token: String) -> Result<(), AppError> {
+    handle(async move |call| accounts::verify_email(&call.state, &token).await).await
+}
+
+/// Deletes the signed-in user's account (their password confirms it): every
+/// device is signed out, and the browser goes to the home page.
+#[server(endpoint = "delete_account")]
+pub async fn delete_account(password: String) -> Result<(), AppError> {
+    handle(async move |call| {
+        let session = call.user().await?;
+        accounts::delete_account(&call.state, &session, &password).await?;
+        call.reply.clear_session_cookie();
+        call.reply.redirect("/");
+        Ok(())
+    })
+    .await
+}
+
+/// Asks to move the account to `new_email` (the password confirms it): a
+/// link goes to the new address, a notice to the current one.
+#[server(endpoint = "request_email_change")]
+pub async fn request_email_change(
+    confirm_password: String,
+    new_email: String,
+) -> Result<(), AppError> {
+    handle(async move |call| {
+        let session = call.user().await?;
+        accounts::request_email_change(
+            &call.state,
+            &call.meta,
+            &session,
+            &confirm_password,
+            &new_email,
+        )
+        .await?;
+        call.reply
+            .redirect_form_post("/account?email_change_sent=1");
+        Ok(())
+    })
+    .await
+}
+
+/// Changes the address to the one the link was mailed to (the
+/// `/confirm-email` page calls it).
+#[server(endpoint = "confirm_email_change")]
+pub async fn confirm_email_change(token: String) -> Result<(), AppError> {
+    handle(async move |call| accounts::confirm_email_change(&call.state, &call.meta, &token).await)
+        .await
 }

@@ -15,6 +15,6 @@ pub use profiles::*;
 pub use search::*;
 
 pub use crate::dto::{
-    ActivityEntry, ActivityKind, AvatarImage, PersonHit, Profile, SearchPage, SessionInfo,
-    SignedInUser,
+    ActivityEntry, ActivityKind, AvatarImage, EmailStatus, PersonHit, Profile, SearchPage,
+    SessionInfo, SignedInUser,
 };

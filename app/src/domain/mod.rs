@@ -11,6 +11,7 @@ mod device;
 mod profile;
 mod search;
 mod text;
+mod token;
 
 pub use account::{Email, LoginIdentifier, Password, Username};
 pub use avatar::{
@@ -21,6 +22,7 @@ pub use device::Device;
 pub use profile::{AvatarUrl, Bio, DisplayName, Location, ProfileForm, ProfileUpdate, Website};
 pub use search::{highlight, Cursor, Direction, SearchMode, SearchQuery};
 pub use text::char_count;
+pub use token::LinkToken;
 
 /// What the parsers' property tests share: one configuration and the
 /// inputs. Every parser must never panic, whatever it is given, and what

@@ -25,6 +25,12 @@ pub enum Error {
     /// The media store (a directory, S3).
     #[error("media store: {0}")]
     Storage(#[from] object_store::Error),
+    /// The mail server refused or did not answer (only the `mail` consumer
+    /// sends). Not transient: a mail server down is retried a few times,
+    /// then the message goes to the dead letters, rather than holding every
+    /// later mail of the partition behind it.
+    #[error("mail: {0}")]
+    Mail(String),
     /// A bug or an impossible state (a hashing job that panicked, a value
     /// that would not serialize): logged, never shown.
     #[error("internal: {0}")]
@@ -105,6 +111,7 @@ impl Error {
             Error::Redis(_) => true,
             // A full disk or an unreachable bucket: nothing the user did.
             Error::Storage(_) => true,
+            Error::Mail(_) => false,
             Error::Internal(_) => false,
         }
     }
@@ -131,6 +138,10 @@ impl Error {
             }
             Error::Storage(ref error) => {
                 tracing::warn!(error = %error, "media store unavailable");
+                AppError::Unavailable
+            }
+            Error::Mail(ref what) => {
+                tracing::warn!(error = %what, "mail not sent");
                 AppError::Unavailable
             }
             Error::Internal(ref what) => {

@@ -9,6 +9,7 @@
 //! - `events`: the outbox, its relay to Redis Streams, and the consumers.
 //! - `search`: people search over the index the `search` consumer keeps.
 //! - `media`: uploaded avatars (processing, object storage, clean-up).
+//! - `mail`: how a message leaves (SMTP, or the development mailbox).
 //! - `accounts`, `profiles`: the services. They take explicit arguments
 //!   (the state, a `RequestMeta`, a `Session`) and return values; they never
 //!   read the request or set a cookie, so tests can call them directly.
@@ -17,6 +18,7 @@ pub mod accounts;
 mod error;
 pub mod events;
 pub mod infra;
+pub mod mail;
 pub mod media;
 pub mod profiles;
 pub mod request;

@@ -17,6 +17,7 @@
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::ConnectInfo;
 use http::header::{ACCEPT, CONTENT_TYPE, COOKIE, SET_COOKIE, USER_AGENT};
@@ -24,8 +25,9 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use leptos::prelude::use_context;
 use leptos_axum::ResponseOptions;
-use server_fn::error::ServerFnErrorErr;
+use server_fn::error::{ServerFnErrorErr, ServerFnUrlError};
 
+use super::accounts::device_cookies::{self, DEVICE_COOKIE};
 use super::accounts::recent_writes;
 use super::accounts::sessions::{self, NewSession, Session};
 use super::infra::db::Freshness;
@@ -68,6 +70,8 @@ pub struct RequestMeta {
     pub user_agent: String,
     /// The session cookie's token, when it is well formed.
     pub session_token: Option<String>,
+    /// The device cookie, unverified (`accounts::device_cookies`).
+    pub device_cookie: Option<String>,
     /// A plain HTML form post (no JavaScript): its answers are redirects.
     pub form_post: bool,
 }
@@ -78,6 +82,7 @@ impl Default for RequestMeta {
             client_ip: IpAddr::from([0, 0, 0, 0]),
             user_agent: String::new(),
             session_token: None,
+            device_cookie: None,
             form_post: false,
         }
     }
@@ -95,6 +100,9 @@ impl RequestMeta {
                 .unwrap_or_default(),
             session_token: find_cookie(headers, SESSION_COOKIE)
                 .filter(|token| sessions::is_well_formed(token))
+                .map(str::to_owned),
+            device_cookie: find_cookie(headers, DEVICE_COOKIE)
+                .filter(|value| value.len() <= 128)
                 .map(str::to_owned),
             form_post: is_form_post(headers),
         }
@@ -159,6 +167,11 @@ fn client_ip(parts: &Parts, trusted_proxies: &[IpAddr]) -> IpAddr {
 pub struct Reply {
     options: Option<ResponseOptions>,
     form_post: bool,
+    /// The server function's path (`/api/reset_password`).
+    function: String,
+    /// Where a failed plain form post goes back to, when its page said so
+    /// (see [`Reply::on_failure_return_to`]).
+    failure_page: Arc<Mutex<Option<String>>>,
 }
 
 impl Reply {
@@ -170,6 +183,12 @@ impl Reply {
             session.token,
             session.max_age.as_secs()
         ));
+        if let Some(device) = &session.device_cookie {
+            self.append_cookie(format!(
+                "{DEVICE_COOKIE}={device}; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age={}",
+                device_cookies::MAX_AGE_SECS
+            ));
+        }
     }
 
     pub fn clear_session_cookie(&self) {
@@ -192,11 +211,33 @@ impl Reply {
         }
     }
 
+    /// Where a failed plain form post is sent back to, with its error.
+    /// server_fn sends it back to the `Referer`, which a page with
+    /// `Referrer-Policy: no-referrer` (the password reset page, whose URL
+    /// holds a token) never lets the browser send: such a page names
+    /// itself. `page` is a path of this site.
+    pub fn on_failure_return_to(&self, page: &str) {
+        if let Ok(mut failure_page) = self.failure_page.lock() {
+            *failure_page = Some(page.to_owned());
+        }
+    }
+
     /// The status of a failed call, except for plain form posts: those stay
     /// redirects, the error travels in the URL and is rendered by the page
     /// the browser is sent back to.
     fn fail(&self, error: &AppError) {
         if self.form_post {
+            let page = self.failure_page.lock().ok().and_then(|page| page.clone());
+            if let Some(page) = page {
+                // server_fn's own encoding of the error, so the page's
+                // action reads it as it reads any other.
+                let back = ServerFnUrlError::new(&self.function, error.clone())
+                    .to_url(&format!("http://folio.invalid{page}"));
+                if let Ok(url) = back {
+                    let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
+                    leptos_axum::redirect(&format!("{}{query}", url.path()));
+                }
+            }
             return;
         }
         if let (Some(options), Ok(status)) =
@@ -266,6 +307,11 @@ where
     let reply = Reply {
         options: use_context::<ResponseOptions>(),
         form_post: meta.form_post,
+        function: parts
+            .as_ref()
+            .map(|parts| parts.uri.path().to_owned())
+            .unwrap_or_default(),
+        failure_page: Arc::default(),
     };
     // Arguments without fields decode from any body at all: the encoding is
     // checked here too, so that every function refuses the same requests.
@@ -358,6 +404,8 @@ pub fn framework_failure(error: ServerFnErrorErr) -> Result<AppError, ServerFnEr
     let reply = Reply {
         options: use_context::<ResponseOptions>(),
         form_post: is_form_post(&parts.headers),
+        function: path.to_owned(),
+        failure_page: Arc::default(),
     };
     reply.fail(&answer);
     Ok(answer)

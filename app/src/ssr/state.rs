@@ -45,8 +45,22 @@ pub struct ServiceConfig {
     /// 7 days bounds the damage of a stolen cookie.
     pub session_absolute: Duration,
     pub login_failures_per_account: Limit,
+    /// Wrong passwords typed from one browser that has signed in to the
+    /// account before (its device cookie): only that browser is locked.
+    pub login_failures_per_device: Limit,
     pub login_failures_per_ip: Limit,
     pub registrations_per_ip: Limit,
+    /// "Forgot password" requests per client address, and per address
+    /// asked for (nobody fills another's mailbox with reset mails).
+    pub reset_requests_per_ip: Limit,
+    pub reset_requests_per_address: Limit,
+    /// New passwords set with a reset link, per client address: each costs
+    /// a strength check and an argon2 hash.
+    pub reset_redemptions_per_ip: Limit,
+    /// Verification mails asked for again, per user.
+    pub verification_resends_per_user: Limit,
+    /// Downloads of one's data (`/account/export`), per user.
+    pub exports_per_user: Limit,
     pub profile_edits_per_user: Limit,
     /// Avatar uploads and removals per user: each upload costs a decode of
     /// up to 8 MB (tens to hundreds of ms of a core).
@@ -97,8 +111,14 @@ impl Default for ServiceConfig {
             session_idle: Duration::from_secs(24 * 3600),
             session_absolute: Duration::from_secs(7 * 24 * 3600),
             login_failures_per_account: Limit::new(5, 15 * 60),
+            login_failures_per_device: Limit::new(5, 15 * 60),
             login_failures_per_ip: Limit::new(30, 15 * 60),
             registrations_per_ip: Limit::new(10, 3600),
+            reset_requests_per_ip: Limit::new(20, 3600),
+            reset_requests_per_address: Limit::new(3, 3600),
+            reset_redemptions_per_ip: Limit::new(20, 3600),
+            verification_resends_per_user: Limit::new(3, 3600),
+            exports_per_user: Limit::new(10, 3600),
             profile_edits_per_user: Limit::new(30, 60),
             avatar_uploads_per_user: Limit::new(20, 3600),
             media: MediaStoreConfig::default(),
@@ -137,6 +157,9 @@ pub struct Handles {
     pub metrics: Metrics,
     pub recent_writes: RecentWrites,
     pub media: Media,
+    /// The key device cookies are signed with, read from Postgres on first
+    /// use (`accounts::device_cookies`).
+    pub device_key: tokio::sync::OnceCell<[u8; 32]>,
 }
 
 impl std::ops::Deref for AppState {
@@ -170,6 +193,7 @@ impl AppState {
             metrics,
             redis: redis.into(),
             config,
+            device_key: tokio::sync::OnceCell::new(),
         }))
     }
 

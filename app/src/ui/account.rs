@@ -7,14 +7,18 @@ use leptos_router::hooks::use_query_map;
 use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton};
 use super::use_auth;
 use crate::api::{
-    list_activity, list_sessions, ActivityEntry, ActivityKind, ChangePassword, LogoutEverywhere,
+    account_email, list_activity, list_sessions, ActivityEntry, ActivityKind, ChangePassword,
+    DeleteAccount, EmailStatus, LogoutEverywhere, RequestEmailChange, ResendVerification,
     RevokeSession, SessionInfo,
 };
-use crate::domain::{Device, Password};
+use crate::domain::{Device, Email, Password};
 use crate::error::AppError;
 
 fn check_password(s: &str) -> Option<String> {
     Password::parse(s).err()
+}
+fn check_email(s: &str) -> Option<String> {
+    Email::parse(s).err()
 }
 
 /// A browser's user agent, shortened to what a person recognises.
@@ -68,9 +72,12 @@ pub fn AccountPage() -> impl IntoView {
 fn AccountSettings(username: String) -> impl IntoView {
     let sessions = Resource::<_>::new_with_options(|| (), |_| list_sessions(), false);
     let activity = Resource::<_>::new_with_options(|| (), |_| list_activity(), false);
+    let email = Resource::<_>::new_with_options(|| (), |_| account_email(), false);
     // Set by the server's redirect after a change without JavaScript.
     let query = use_query_map();
     let password_changed = query.read_untracked().get("password_changed").is_some();
+    let verification_sent = query.read_untracked().get("verification_sent").is_some();
+    let email_change_sent = query.read_untracked().get("email_change_sent").is_some();
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || {
@@ -78,13 +85,43 @@ fn AccountSettings(username: String) -> impl IntoView {
                 Suspend::new(async move {
                     let sessions = sessions.await;
                     let activity = activity.await;
+                    let email = email.await.ok();
+                    let current = email.as_ref().map(|e| e.email.clone()).unwrap_or_default();
+                    let unverified = email.filter(|email| !email.verified);
                     view! {
+                        {unverified.map(|EmailStatus { email, .. }| view! {
+                            <VerifyBanner email sent=verification_sent/>
+                        })}
                         <AccountForms username sessions password_changed/>
+                        <ChangeEmailForm current sent=email_change_sent/>
                         <ActivityList activity/>
+                        <DeleteAccountForm/>
                     }
                 })
             }}
         </Suspense>
+    }
+}
+
+/// Asks the owner of an unproven address to use the mailed link, and mails
+/// it again on request (a plain form without JavaScript).
+#[island]
+fn VerifyBanner(email: String, sent: bool) -> impl IntoView {
+    let resend = ServerAction::<ResendVerification>::new();
+    let value = resend.value();
+    let resent = move || sent || matches!(value.get(), Some(Ok(())));
+    view! {
+        <section class="card banner banner-warning" data-testid="verify-banner" aria-labelledby="verify-heading">
+            <h2 id="verify-heading">"Confirm your email address"</h2>
+            <p>"We mailed a link to " <strong>{email}</strong> ". Use it to confirm the address is yours."</p>
+            <Show when=resent>
+                <p role="status" data-testid="verification-sent">"A new link is on its way."</p>
+            </Show>
+            <ServerForm action=resend class="inline-form">
+                <FormError value=value/>
+                <SubmitButton pending=resend.pending() label="Send the link again" busy="Sending…" testid="resend-verification"/>
+            </ServerForm>
+        </section>
     }
 }
 
@@ -123,6 +160,7 @@ fn AccountForms(
         <section class="card">
             <h1>"Account"</h1>
             <p class="muted">"Signed in as @" {username}</p>
+            <p><a href="/account/export" download="" data-testid="export">"Download your data (JSON)"</a></p>
         </section>
         <section class="card">
             <h2>"Change password"</h2>
@@ -179,6 +217,54 @@ fn SessionList(list: Vec<SessionInfo>, revoke: ServerAction<RevokeSession>) -> i
     }
 }
 
+/// Changing the address: a link goes to the new one, which changes only
+/// when it is used.
+#[island]
+fn ChangeEmailForm(current: String, sent: bool) -> impl IntoView {
+    let action = ServerAction::<RequestEmailChange>::new();
+    let value = action.value();
+    let done = move || sent || matches!(value.get(), Some(Ok(())));
+    view! {
+        <section class="card" aria-labelledby="email-heading">
+            <h2 id="email-heading">"Email address"</h2>
+            <p class="muted">"Your address is " <strong>{current}</strong> ". A new one is used once you confirm it from the mail we send there."</p>
+            <Show when=done>
+                <p class="banner banner-success" role="status" data-testid="email-change-sent">"We mailed a link to the new address. Your address changes when you use it."</p>
+            </Show>
+            <ServerForm action=action novalidate=true class="form">
+                <FormError value=value/>
+                <Field label="New email address" name="new_email" kind="email" autocomplete="email"
+                    live=check_email server=server_field_error(value, "new_email")/>
+                <Field label="Password, to confirm" name="confirm_password" kind="password" autocomplete="current-password"
+                    server=server_field_error(value, "confirm_password")/>
+                <SubmitButton pending=action.pending() label="Change email" busy="Sending…" testid="change-email"/>
+            </ServerForm>
+        </section>
+    }
+}
+
+/// Deleting the account, confirmed with the password. On success the server
+/// function sends the browser to the home page, signed out.
+#[island]
+fn DeleteAccountForm() -> impl IntoView {
+    let action = ServerAction::<DeleteAccount>::new();
+    let value = action.value();
+    view! {
+        <section class="card" aria-labelledby="delete-heading">
+            <h2 id="delete-heading">"Delete your account"</h2>
+            <p class="muted">"Your account, profile and picture are deleted and every device is signed out, at once. Your username cannot be taken by anyone for 30 days."</p>
+            <ServerForm action=action novalidate=true class="form">
+                <FormError value=value/>
+                <Field label="Your password" name="password" kind="password" autocomplete="current-password"
+                    server=server_field_error(value, "password")/>
+                <button type="submit" class="button button-danger" disabled=move || action.pending().get() data-testid="delete-account">
+                    "Delete my account"
+                </button>
+            </ServerForm>
+        </section>
+    }
+}
+
 /// The account's security history: rendered on the server only (no island,
 /// nothing to click), so it reads the same with JavaScript or without.
 #[component]
@@ -217,5 +303,9 @@ fn describe(entry: &ActivityEntry) -> String {
         ActivityKind::SessionsRevoked => {
             format!("{} sessions signed out from {}", entry.count, entry.device)
         }
+        ActivityKind::SignInsBlocked => format!(
+            "Too many wrong passwords: sign-ins from browsers new to this account were paused (first from {})",
+            entry.device
+        ),
     }
 }

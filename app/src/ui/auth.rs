@@ -1,6 +1,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::{Redirect, A};
+use leptos_router::hooks::use_query_map;
 
 use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton};
 use super::use_auth;
@@ -67,12 +68,20 @@ fn SignUpForm() -> impl IntoView {
 
 #[component]
 pub fn SignInPage() -> impl IntoView {
+    // Where a password reset sends the browser (it signs no one in).
+    let reset = use_query_map().read_untracked().get("reset").is_some();
     view! {
         <Title text="Sign in"/>
         <RedirectIfSignedIn/>
         <section class="card narrow">
             <h1>"Sign in"</h1>
+            {reset.then(|| view! {
+                <p class="banner banner-success" role="status" data-testid="password-reset">
+                    "Your password was changed and every device signed out. Sign in with your new password."
+                </p>
+            })}
             <SignInForm/>
+            <p class="muted"><A href="/forgot">"Forgot your password?"</A></p>
             <p class="muted">"New here? " <A href="/signup">"Create an account"</A></p>
         </section>
     }

@@ -9,7 +9,9 @@ mod avatar;
 mod form;
 mod home;
 mod profile;
+mod recovery;
 mod search;
+mod verify;
 
 use leptos::either::Either;
 use leptos::prelude::*;
@@ -184,6 +186,11 @@ fn Pages() -> impl IntoView {
                 <Route path=StaticSegment("") view=|| view! { <home::HomePage/> } ssr=SsrMode::InOrder/>
                 <Route path=StaticSegment("signup") view=|| view! { <auth::SignUpPage/> } ssr=SsrMode::InOrder/>
                 <Route path=StaticSegment("signin") view=|| view! { <auth::SignInPage/> } ssr=SsrMode::InOrder/>
+                <Route path=StaticSegment("forgot") view=|| view! { <recovery::ForgotPage/> } ssr=SsrMode::InOrder/>
+                // Async: a link that no longer works answers with its status.
+                <Route path=StaticSegment("reset") view=|| view! { <recovery::ResetPage/> } ssr=SsrMode::Async/>
+                <Route path=StaticSegment("verify") view=|| view! { <verify::VerifyPage/> } ssr=SsrMode::Async/>
+                <Route path=StaticSegment("confirm-email") view=|| view! { <verify::ConfirmEmailPage/> } ssr=SsrMode::Async/>
                 <Route path=StaticSegment("account") view=|| view! { <account::AccountPage/> } ssr=SsrMode::InOrder/>
                 <Route path=(StaticSegment("settings"), StaticSegment("profile")) view=|| view! { <profile::EditProfilePage/> } ssr=SsrMode::InOrder/>
                 // Async: a refused query or page link answers with its 4xx status.

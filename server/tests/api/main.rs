@@ -3,8 +3,10 @@
 
 mod accounts;
 mod avatars;
+mod device_cookies;
 mod hardening;
 mod health;
+mod lifecycle;
 mod previews;
 mod profiles;
 mod robustness;

@@ -9,6 +9,7 @@ mod media;
 pub mod pictures;
 mod processes;
 mod pubsub_hold;
+mod smtp;
 
 #[allow(unused_imports)]
 pub use cluster::RedisCluster;
@@ -20,6 +21,8 @@ pub use media::*;
 pub use processes::{free_port, is_root, pg_bin, PostgresPair, PostgresProcess, RedisProcess};
 #[allow(unused_imports)]
 pub use pubsub_hold::PubSubHold;
+#[allow(unused_imports)]
+pub use smtp::{spawn_app_mailing, Delivered, SmtpSink};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -5,14 +5,18 @@ use crate::dto::{ActivityEntry, SessionInfo};
 use crate::error::{AppError, FieldErrors};
 use crate::ssr::events::consumers::activity;
 use crate::ssr::events::outbox;
-use crate::ssr::events::types::{PasswordChanged, SessionCreated, SessionsRevoked, UserRegistered};
+use crate::ssr::events::types::{
+    LoginGuessing, PasswordChanged, SessionCreated, SessionsRevoked, UserRegistered,
+};
 use crate::ssr::infra::rate_limit;
 use crate::ssr::request::RequestMeta;
 use crate::ssr::{profiles, AppState, Error, Result};
 
+use super::device_cookies;
 use super::devices;
 use super::recent_writes;
 use super::sessions::{self, NewSession, Session};
+use super::tokens::{self, Purpose};
 use crate::ssr::infra::db::Freshness;
 
 pub struct Registration {
@@ -82,7 +86,11 @@ async fn start_session(
             sessions::destroy(state, &old).await?;
         }
     }
-    sessions::create(state, user_id, username, meta).await
+    let mut session = sessions::create(state, user_id, username, meta).await?;
+    // This browser has now proven the password (or chosen it): a new
+    // device cookie for the account.
+    session.device_cookie = Some(device_cookies::issue(state, user_id).await?);
+    Ok(session)
 }
 
 pub async fn register(
@@ -107,6 +115,17 @@ pub async fn register(
     let hash = state.passwords.hash(&form.password).await?;
 
     let mut tx = state.db.begin().await?;
+    // A deleted account's name rests for 30 days (`accounts::deletion`).
+    let retired: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM retired_usernames
+                        WHERE username = $1 AND retired_at > now() - interval '30 days')",
+    )
+    .bind(form.username.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    if retired {
+        return Err(FieldErrors::single("username", "This username is taken.").into());
+    }
     let user_id: i64 = sqlx::query_scalar(
         "INSERT INTO users (username, email, password_hash, display_name)
          VALUES ($1, $2, $3, $1) RETURNING id",
@@ -127,6 +146,7 @@ pub async fn register(
     let registered = UserRegistered {
         username: form.username.as_str().to_owned(),
     };
+    // Also what mails the link that proves the address (`verification`).
     outbox::record(&mut *tx, user_id, &registered).await?;
     tx.commit().await?;
     tracing::info!(user_id, "account created");
@@ -161,26 +181,6 @@ pub async fn login(
         .unwrap_or_else(|| "invalid".to_owned());
     let password = Password::parse(password).ok();
 
-    let ip_slot = rate_limit::require(
-        state,
-        &format!("login:ip:{}", meta.client_network()),
-        state.config.login_failures_per_ip,
-    )
-    .await?;
-    let account_slot = match rate_limit::require(
-        state,
-        &format!("login:account:{account_key}"),
-        state.config.login_failures_per_account,
-    )
-    .await
-    {
-        Ok(slot) => slot,
-        Err(refused) => {
-            rate_limit::release(state, ip_slot).await?;
-            return Err(refused);
-        }
-    };
-
     let row: Option<(i64, String, String)> = match &identifier {
         Some(LoginIdentifier::Username(u)) => {
             sqlx::query_as("SELECT id, username, password_hash FROM users WHERE username = $1")
@@ -196,6 +196,51 @@ pub async fn login(
         }
         None => None,
     };
+    // A browser that signed in to this account before (a valid device
+    // cookie for it) is counted on its own: the owner is not locked out by
+    // strangers' guesses, and its own mistakes lock only it. Any other
+    // attempt counts against the client's network and the account.
+    let trusted = match (&meta.device_cookie, &row) {
+        (Some(cookie), Some((user_id, _, _))) => {
+            device_cookies::verify(state, cookie, *user_id).await?
+        }
+        _ => None,
+    };
+    let slots = match &trusted {
+        Some(device) => vec![
+            rate_limit::require(
+                state,
+                &format!("login:device:{}", device.nonce),
+                state.config.login_failures_per_device,
+            )
+            .await?,
+        ],
+        None => {
+            let ip_slot = rate_limit::require(
+                state,
+                &format!("login:ip:{}", meta.client_network()),
+                state.config.login_failures_per_ip,
+            )
+            .await?;
+            match rate_limit::require(
+                state,
+                &format!("login:account:{account_key}"),
+                state.config.login_failures_per_account,
+            )
+            .await
+            {
+                Ok(account_slot) => vec![ip_slot, account_slot],
+                Err(refused) => {
+                    rate_limit::release(state, ip_slot).await?;
+                    if let Some((user_id, _, _)) = &row {
+                        report_guessing(state, meta, *user_id).await;
+                    }
+                    return Err(refused);
+                }
+            }
+        }
+    };
+
     // A password outside the length policy cannot be anyone's; still verify
     // something so the timing does not say so.
     let candidate = password.unwrap_or_else(never_valid_password);
@@ -206,8 +251,9 @@ pub async fn login(
         return Err(AppError::InvalidCredentials.into());
     };
 
-    rate_limit::release(state, ip_slot).await?;
-    rate_limit::release(state, account_slot).await?;
+    for slot in slots {
+        rate_limit::release(state, slot).await?;
+    }
     // Before the session: a right password from a new device is worth
     // reporting even if starting the session then fails.
     let mut tx = state.db.begin().await?;
@@ -230,9 +276,38 @@ pub async fn login(
     Ok(session)
 }
 
+/// Tells the account's owner, once per lockout window, that sign-ins to
+/// their account are being refused after too many wrong passwords (an
+/// activity entry and a mail, through the `login.guessing` event). Best
+/// effort: the refusal stands whatever happens here.
+async fn report_guessing(state: &AppState, meta: &RequestMeta, user_id: i64) {
+    let window = state.config.login_failures_per_account.window;
+    let once = async {
+        let mut redis = state.redis.clone();
+        let first: Option<String> = redis::cmd("SET")
+            .arg(state.key(&format!("login_guessing_reported:{user_id}")))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(window.as_millis() as u64)
+            .query_async(&mut redis)
+            .await?;
+        if first.is_some() {
+            let mut tx = state.db.begin().await?;
+            let origin = devices::origin(meta);
+            outbox::record(&mut *tx, user_id, &LoginGuessing { origin }).await?;
+            tx.commit().await?;
+        }
+        Ok::<_, Error>(())
+    };
+    if let Err(error) = once.await {
+        tracing::warn!(error = %error, user_id, "could not report a guessing attack");
+    }
+}
+
 /// Verified against when the typed password cannot be anyone's, so that the
 /// answer takes as long as for a real one.
-fn never_valid_password() -> Password {
+pub(super) fn never_valid_password() -> Password {
     Password::parse("x-never-a-valid-password").expect("within the length policy")
 }
 
@@ -314,6 +389,8 @@ pub async fn change_password(
         .bind(session.user_id)
         .execute(&mut *tx)
         .await?;
+    // A reset link asked for before the change must not undo it.
+    tokens::revoke_all(&mut *tx, session.user_id, Purpose::PasswordReset).await?;
     let origin = devices::origin(meta);
     outbox::record(&mut *tx, session.user_id, &PasswordChanged { origin }).await?;
     tx.commit().await?;

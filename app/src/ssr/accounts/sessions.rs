@@ -88,6 +88,9 @@ pub struct NewSession {
     pub user: SignedInUser,
     pub token: String,
     pub max_age: Duration,
+    /// A new device cookie for the browser (`device_cookies`): set after a
+    /// sign-up or a sign-in with the right password.
+    pub device_cookie: Option<String>,
 }
 
 fn serialize(session: &Session) -> Result<String> {
@@ -134,6 +137,7 @@ pub async fn create(
     state.metrics.sessions_created.increment(1);
     state.recent_writes.learn_owner(&session.id, user_id);
     Ok(NewSession {
+        device_cookie: None,
         user: SignedInUser {
             username: username.to_owned(),
         },

@@ -42,6 +42,39 @@ pub async fn record<P: EventPayload>(
     .await?)
 }
 
+/// Records `payload` as an event about the account whose address is
+/// `email`, if there is one. Returns its id, or None without an account.
+///
+/// One statement either way, for the forgotten-password form: asking for
+/// an address without an account must cost what asking for one with an
+/// account costs, or the time of the answer would tell which it is.
+pub async fn record_for_email<P: EventPayload>(
+    db: impl PgExecutor<'_>,
+    email: &str,
+    payload: &P,
+) -> Result<Option<Uuid>> {
+    let json = serde_json::to_value(payload)
+        .map_err(|e| Error::Internal(format!("{} to JSON: {e}", P::TYPE)))?;
+    Ok(sqlx::query_scalar(
+        "WITH account AS (SELECT id FROM users WHERE email = $1),
+         next AS (
+             INSERT INTO event_sequences AS s (aggregate_id, last_seq)
+             SELECT id, 1 FROM account
+             ON CONFLICT (aggregate_id) DO UPDATE SET last_seq = s.last_seq + 1
+             RETURNING aggregate_id, last_seq
+         )
+         INSERT INTO outbox (aggregate_id, aggregate_seq, event_type, schema_version, payload)
+         SELECT aggregate_id, last_seq, $2, $3, $4 FROM next
+         RETURNING event_id",
+    )
+    .bind(email)
+    .bind(P::TYPE)
+    .bind(P::VERSION)
+    .bind(json)
+    .fetch_optional(db)
+    .await?)
+}
+
 /// Unsent rows and the age of the oldest, in seconds (0 when none wait).
 pub async fn backlog(db: impl PgExecutor<'_>) -> Result<(i64, f64)> {
     Ok(sqlx::query_as(

@@ -81,12 +81,38 @@ pub struct SessionCreated {
 }
 event!(SessionCreated, "session.created", version 1);
 
+/// Too many wrong passwords for this account from browsers that never
+/// signed in to it: such sign-ins are refused for the lockout window (the
+/// owner's own browsers still sign in). Reported once per window; `origin`
+/// is the attempt that was refused first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoginGuessing {
+    pub origin: Origin,
+}
+event!(LoginGuessing, "login.guessing", version 1);
+
 /// The password was changed (every session was ended).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PasswordChanged {
     pub origin: Origin,
 }
 event!(PasswordChanged, "password.changed", version 1);
+
+/// Someone asked for a password reset link for this account's address
+/// (the "forgot password" form). The `mail` consumer issues the token and
+/// mails the link: the payload never carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PasswordResetRequested {
+    pub origin: Origin,
+}
+event!(PasswordResetRequested, "password_reset.requested", version 1);
+
+/// The owner of an unproven address asked for its link again (a new
+/// account's first link is mailed for its `user.registered`). The `mail`
+/// consumer issues the token and mails it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailVerificationRequested {}
+event!(EmailVerificationRequested, "email_verification.requested", version 1);
 
 /// Sessions were ended by their owner: one other device, or all of them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +122,17 @@ pub struct SessionsRevoked {
     pub everywhere: bool,
 }
 event!(SessionsRevoked, "sessions.revoked", version 1);
+
+/// The owner asked to move the account to `new_email` (their password
+/// confirmed it). The `mail` consumer mails the confirmation link to the
+/// new address and a notice to the current one; nothing changes until the
+/// link is used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailChangeRequested {
+    pub origin: Origin,
+    pub new_email: String,
+}
+event!(EmailChangeRequested, "email_change.requested", version 1);
 
 /// The account's email address changed (emitted once the new address is
 /// confirmed). Both addresses: the old one is told of the change.

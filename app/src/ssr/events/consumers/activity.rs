@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 use crate::dto::{ActivityEntry, ActivityKind};
 
 use crate::ssr::events::types::{
-    AccountDeleted, EmailChanged, Origin, PasswordChanged, SessionCreated, SessionsRevoked,
+    AccountDeleted, EmailChanged, LoginGuessing, Origin, PasswordChanged, SessionCreated,
+    SessionsRevoked,
 };
 use crate::ssr::events::{Consumer, Event, EventPayload};
 use crate::ssr::Result;
@@ -24,6 +25,7 @@ impl Consumer for Activity {
     fn wants(&self, event_type: &str) -> bool {
         [
             SessionCreated::TYPE,
+            LoginGuessing::TYPE,
             PasswordChanged::TYPE,
             EmailChanged::TYPE,
             SessionsRevoked::TYPE,
@@ -42,6 +44,11 @@ impl Consumer for Activity {
                 SessionCreated::TYPE => {
                     ("new_sign_in", event.decode::<SessionCreated>()?.origin, 0)
                 }
+                LoginGuessing::TYPE => (
+                    "sign_ins_blocked",
+                    event.decode::<LoginGuessing>()?.origin,
+                    0,
+                ),
                 PasswordChanged::TYPE => (
                     "password_changed",
                     event.decode::<PasswordChanged>()?.origin,
@@ -111,6 +118,7 @@ pub async fn recent(
                 "password_changed" => ActivityKind::PasswordChanged,
                 "email_changed" => ActivityKind::EmailChanged,
                 "sessions_revoked" => ActivityKind::SessionsRevoked,
+                "sign_ins_blocked" => ActivityKind::SignInsBlocked,
                 _ => return None, // the table's CHECK allows no other
             };
             Some(ActivityEntry {

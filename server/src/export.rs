@@ -1,0 +1,69 @@
+//! `GET /account/export`: the signed-in user's data as a JSON download
+//! (`app::ssr::accounts::export` gathers it). A plain route rather than a
+//! server function: a link the browser saves as a file, with or without
+//! JavaScript. A GET that changes nothing, so the CSRF check of posts has
+//! nothing to guard; another site cannot read the answer (no CORS).
+
+use app::ssr::accounts::{self, sessions};
+use app::ssr::{AppState, RequestMeta};
+use axum::extract::{Request, State};
+use axum::http::header::{self, HeaderValue};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+pub const PATH: &str = "/account/export";
+
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S>
+where
+    AppState: axum::extract::FromRef<S>,
+{
+    Router::new().route(PATH, get(download))
+}
+
+async fn download(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let meta = RequestMeta::from_parts(&parts, &state.config.trusted_proxies);
+    let session = match &meta.session_token {
+        Some(token) => sessions::load(&state, token).await,
+        None => Ok(None),
+    };
+    let session = match session {
+        Ok(Some(session)) => session,
+        // A link followed while signed out: sign in first.
+        Ok(None) => {
+            return (StatusCode::SEE_OTHER, [(header::LOCATION, "/signin")]).into_response()
+        }
+        Err(error) => return failed(error.into_app_error(&state.metrics)),
+    };
+    let data = match accounts::export(&state, &session).await {
+        Ok(data) => data,
+        Err(error) => return failed(error.into_app_error(&state.metrics)),
+    };
+    let Ok(json) = serde_json::to_vec_pretty(&data) else {
+        return failed(app::error::AppError::Internal);
+    };
+    let mut response = (StatusCode::OK, json).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    // The username is [a-z0-9_]: nothing to escape in the file name.
+    if let Ok(disposition) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"folio-{}.json\"",
+        session.username
+    )) {
+        headers.insert(header::CONTENT_DISPOSITION, disposition);
+    }
+    // Personal data: no cache keeps a copy.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn failed(error: app::error::AppError) -> Response {
+    let status =
+        StatusCode::from_u16(error.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, error.to_string()).into_response()
+}
