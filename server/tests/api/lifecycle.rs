@@ -78,6 +78,8 @@ async fn mail_a_server_refuses_is_retried_then_dead_lettered_without_holding_up_
     )
     .await;
     assert_eq!(app.applied_by("mail").await, 0, "nothing counts as sent");
+    // What the FolioMailFailing alert reads: both attempts failed.
+    assert_eq!(app.metric("folio_mail_failures_total").await, 2);
     // The request never waited for it, and the other consumers go on.
     crate::support::wait_for("indexed", Duration::from_secs(15), || async {
         app.count("SELECT count(*) FROM search_documents").await == 1
@@ -182,6 +184,7 @@ async fn a_reset_mail_arrives_over_smtp_and_its_link_sets_a_new_password() {
     // And the "your password was changed" mail follows.
     let mails = sink.wait_for("ada@example.com", 3).await;
     assert_eq!(mails[2].subject, "Your Folio password was changed");
+    assert!(app.metric("folio_mail_sent_total").await >= 2);
 }
 
 fn hex(bytes: &[u8]) -> String {
