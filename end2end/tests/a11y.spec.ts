@@ -50,6 +50,10 @@ for (const device of DEVICES) {
       await check(page, "/signin", "sign in");
       await check(page, "/no/such/page", "not found");
       await check(page, "/u/nobody_here_at_all", "unknown profile");
+      await check(page, "/forgot", "forgot password");
+      await check(page, "/reset?token=abc", "a damaged reset link");
+      await check(page, "/verify?token=abc", "a damaged verification link");
+      await check(page, "/confirm-email?token=abc", "a damaged address-change link");
       await check(page, "/people", "people, recently updated");
       await check(page, "/people?q=zzyzx_nobody", "people, no one matches");
     });

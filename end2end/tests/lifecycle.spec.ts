@@ -8,8 +8,8 @@ import { linkIn, Sink, startSink } from "./smtp";
 // The account lifecycle over email, against one more instance that mails a
 // real SMTP server (the release build has no development mailbox): the
 // forgotten-password flow from the form to the mailed link and back to
-// signing in, confirming the address, and deleting the account (then its
-// public page is 404), with JavaScript and without. Nothing waits for hydration
+// signing in, confirming the address, changing it, and deleting the account
+// (then its public page is 404), with JavaScript and without. Nothing waits for hydration
 // before typing: a form submitted before the WASM arrives is a plain post.
 
 const PORT = E2E_PORT + 5;
@@ -121,6 +121,34 @@ for (const js of [true, false]) {
     await expect(page.getByRole("link", { name: "Sign in" })).toBeVisible();
     const profile = await page.goto(`/u/${username}`);
     expect(profile?.status()).toBe(404);
+    await context.close();
+  });
+}
+
+for (const js of [true, false]) {
+  test(`a new address is used once its mailed link confirms it (${js ? "with" : "without"} JavaScript)`, async ({
+    browser,
+  }) => {
+    const context = await browser.newContext({ baseURL: BASE, javaScriptEnabled: js });
+    const page = await context.newPage();
+    const username = await signUp(page, { js: false });
+    const newEmail = `${username}@new.example`;
+
+    await page.goto("/account");
+    await page.getByLabel("New email address").fill(newEmail);
+    await page.getByLabel("Password, to confirm").fill(PASSWORD);
+    await page.getByTestId("change-email").click();
+    await expect(page.getByTestId("email-change-sent")).toBeVisible();
+    if (js) await expectAccessible(page, "account, change of address asked");
+
+    const mail = await sink!.waitFor(newEmail, "Confirm your new Folio email address");
+    await sink!.waitFor(`${username}@example.com`, "A change of your Folio email address was asked for");
+    await page.goto(linkIn(mail, `${BASE}/confirm-email?token=`));
+    await expect(page.getByTestId("email-changed")).toBeVisible();
+    if (js) await expectAccessible(page, "address changed");
+    await page.goto("/account");
+    await expect(page.getByRole("heading", { name: "Email address" })).toBeVisible();
+    await expect(page.locator("strong", { hasText: newEmail })).toBeVisible();
     await context.close();
   });
 }

@@ -593,7 +593,11 @@ async fn the_mail_consumer_sends_through_the_mailer_it_is_given_once_per_event()
     // The development mailbox: a real mailer that keeps what it is given
     // (SMTP itself is tested in api/lifecycle.rs, against a real server).
     let mailbox = Arc::new(DevMailbox::new("Folio <no-reply@localhost>"));
-    let mail = Arc::new(Mail::new(mailbox.clone(), &app.state.config.public_url));
+    let mail = Arc::new(Mail::new(
+        mailbox.clone(),
+        &app.state.config.public_url,
+        &app.state.metrics,
+    ));
     let connector = RedisConnector::open(&app.settings.events_redis_url).unwrap();
     let workers = Workers::start(
         &app.state,

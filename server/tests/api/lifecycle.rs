@@ -56,6 +56,37 @@ async fn the_dev_mailbox_shows_the_mail_with_its_link() {
     assert!(page.contains("ada@example.com"));
 }
 
+#[tokio::test]
+async fn mail_a_server_refuses_is_retried_then_dead_lettered_without_holding_up_the_rest() {
+    // Nothing listens there: every send fails.
+    let closed = crate::support::free_port();
+    let app = spawn_app_with(move |s| {
+        s.mail = MailTransport::Smtp(format!("smtp://127.0.0.1:{closed}"));
+        s.event_workers = true;
+        s.service.events.max_deliveries = 2;
+    })
+    .await;
+    app.register("ada").await;
+    crate::support::wait_for(
+        "the mail dead-lettered",
+        Duration::from_secs(30),
+        || async {
+            app.labelled_metric("folio_dead_letters_total", r#"group="mail""#)
+                .await
+                == 1
+        },
+    )
+    .await;
+    assert_eq!(app.applied_by("mail").await, 0, "nothing counts as sent");
+    // What the FolioMailFailing alert reads: both attempts failed.
+    assert_eq!(app.metric("folio_mail_failures_total").await, 2);
+    // The request never waited for it, and the other consumers go on.
+    crate::support::wait_for("indexed", Duration::from_secs(15), || async {
+        app.count("SELECT count(*) FROM search_documents").await == 1
+    })
+    .await;
+}
+
 async fn wait_for_page(app: &crate::support::TestApp, text: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -153,6 +184,7 @@ async fn a_reset_mail_arrives_over_smtp_and_its_link_sets_a_new_password() {
     // And the "your password was changed" mail follows.
     let mails = sink.wait_for("ada@example.com", 3).await;
     assert_eq!(mails[2].subject, "Your Folio password was changed");
+    assert!(app.metric("folio_mail_sent_total").await >= 2);
 }
 
 fn hex(bytes: &[u8]) -> String {

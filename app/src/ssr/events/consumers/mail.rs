@@ -33,7 +33,8 @@ use crate::ssr::events::types::{
 use crate::ssr::events::{Consumer, Event, EventPayload};
 use crate::ssr::mail::escape_html;
 pub use crate::ssr::mail::{Mailer, Message};
-use crate::ssr::Result;
+use crate::ssr::{Metrics, Result};
+use metrics::Counter;
 
 /// Events older than this send nothing: a notice that late is noise, and a
 /// mail group started on a stream's history must not mail the past.
@@ -43,13 +44,19 @@ pub struct Mail {
     mailer: Arc<dyn Mailer>,
     /// `https://folio.example`, no trailing slash.
     public_url: String,
+    /// `folio_mail_sent_total` and `folio_mail_failures_total`: the
+    /// `FolioMailFailing` alert's ratio (deploy/monitoring/rules.yml).
+    sent: Counter,
+    failures: Counter,
 }
 
 impl Mail {
-    pub fn new(mailer: Arc<dyn Mailer>, public_url: &str) -> Self {
+    pub fn new(mailer: Arc<dyn Mailer>, public_url: &str, metrics: &Metrics) -> Self {
         Self {
             mailer,
             public_url: public_url.trim_end_matches('/').to_owned(),
+            sent: metrics.counter("folio_mail_sent_total", &[]),
+            failures: metrics.counter("folio_mail_failures_total", &[]),
         }
     }
 }
@@ -84,7 +91,11 @@ impl Consumer for Mail {
                 return Ok(());
             }
             for message in self.compose(tx, event, age).await? {
-                self.mailer.send(&message).await?;
+                if let Err(error) = self.mailer.send(&message).await {
+                    self.failures.increment(1);
+                    return Err(error);
+                }
+                self.sent.increment(1);
             }
             Ok(())
         })

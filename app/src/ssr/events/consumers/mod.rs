@@ -14,16 +14,21 @@ pub use media::MediaCleanUp;
 pub use search::SearchIndex;
 
 use super::Consumer;
+use crate::ssr::Metrics;
 
 /// Every consumer of this deployment but the media clean-up, which needs
 /// the media store (`startup` adds `MediaCleanUp::new(store)`). Mail runs
 /// only with a mailer: without one nothing would be sent, and the events
 /// would still be marked done. `public_url` is where the mails' links
-/// point (`FOLIO_PUBLIC_URL`).
-pub fn all(mailer: Option<Arc<dyn Mailer>>, public_url: &str) -> Vec<Arc<dyn Consumer>> {
+/// point (`FOLIO_PUBLIC_URL`); `metrics` counts mail sent and failed.
+pub fn all(
+    mailer: Option<Arc<dyn Mailer>>,
+    public_url: &str,
+    metrics: &Metrics,
+) -> Vec<Arc<dyn Consumer>> {
     let mut consumers: Vec<Arc<dyn Consumer>> = vec![Arc::new(Activity), Arc::new(SearchIndex)];
     if let Some(mailer) = mailer {
-        consumers.push(Arc::new(Mail::new(mailer, public_url)));
+        consumers.push(Arc::new(Mail::new(mailer, public_url, metrics)));
     }
     consumers
 }
