@@ -205,9 +205,11 @@ start_redis_cluster() {
     say "installing redis-server"; apt_install redis-server redis-tools
   fi
   mkdir -p "$dir"
+  # Nodes on 20000–21999, so their bus ports (30000–31999) can never be
+  # another node's port.
   while [ "${#ports[@]}" -lt 6 ]; do
-    port="$(free_port)"
-    if [ "$port" -lt 55000 ] && ! port_open 127.0.0.1 $((port + 10000)) \
+    port=$((20000 + RANDOM % 2000))
+    if ! port_open 127.0.0.1 "$port" && ! port_open 127.0.0.1 $((port + 10000)) \
         && [[ " ${ports[*]} " != *" $port "* ]]; then
       ports+=("$port")
     fi

@@ -22,11 +22,18 @@ pub struct ClusterNode {
     child: Option<Child>,
 }
 
-/// A port whose cluster bus port (+ 10 000) is free too.
-fn cluster_port() -> u16 {
+/// A port whose cluster bus port (+ 10 000) is free too, and neither of
+/// which is a port or bus port already taken by this cluster.
+fn cluster_port(taken: &mut Vec<u16>) -> u16 {
     loop {
         let port = free_port();
-        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+        let bus = port.wrapping_add(10_000);
+        if port < 55_000
+            && !taken.contains(&port)
+            && !taken.contains(&bus)
+            && std::net::TcpListener::bind(("127.0.0.1", bus)).is_ok()
+        {
+            taken.extend([port, bus]);
             return port;
         }
     }
@@ -46,8 +53,9 @@ impl RedisCluster {
         let dir = std::env::temp_dir().join(format!("folio-cluster-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut nodes = Vec::new();
+        let mut taken = Vec::new();
         for _ in 0..6 {
-            let port = cluster_port();
+            let port = cluster_port(&mut taken);
             let node_dir = dir.join(port.to_string());
             std::fs::create_dir_all(&node_dir).unwrap();
             let child = Command::new("redis-server")
