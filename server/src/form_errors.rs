@@ -21,6 +21,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use app::ssr::infra::secrets::deployment_secret;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -54,27 +55,10 @@ impl FormErrorSeal {
         Self { key }
     }
 
-    /// The deployment's key: created once by whichever instance starts first
-    /// (concurrent starts agree: `ON CONFLICT DO NOTHING`, then read back).
+    /// The deployment's key (`deployment_secrets`, created by whichever
+    /// instance starts first).
     pub async fn load(db: &PgPool) -> Result<Self, sqlx::Error> {
-        let candidate: [u8; 32] = rand::random();
-        sqlx::query(
-            "INSERT INTO deployment_secrets (name, secret) VALUES ($1, $2)
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(KEY_NAME)
-        .bind(candidate.as_slice())
-        .execute(db)
-        .await?;
-        let secret: Vec<u8> =
-            sqlx::query_scalar("SELECT secret FROM deployment_secrets WHERE name = $1")
-                .bind(KEY_NAME)
-                .fetch_one(db)
-                .await?;
-        let key = secret
-            .try_into()
-            .map_err(|_| sqlx::Error::Decode("deployment secret is not 32 bytes".into()))?;
-        Ok(Self::new(key))
+        Ok(Self::new(deployment_secret(db, KEY_NAME).await?))
     }
 
     /// On the way out of every answer to a post: its `Location`, if any,

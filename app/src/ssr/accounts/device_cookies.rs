@@ -15,6 +15,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
+use crate::ssr::infra::secrets::deployment_secret;
 use crate::ssr::{AppState, Result};
 
 /// The browser's cookie. `__Host-`: only this origin, over HTTPS, path /.
@@ -36,25 +37,7 @@ pub struct TrustedDevice {
 async fn key(state: &AppState) -> Result<[u8; 32]> {
     let key = state
         .device_key
-        .get_or_try_init(|| async {
-            let candidate: [u8; 32] = rand::random();
-            sqlx::query(
-                "INSERT INTO deployment_secrets (name, secret) VALUES ($1, $2)
-                 ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(KEY_NAME)
-            .bind(candidate.as_slice())
-            .execute(state.db.primary())
-            .await?;
-            let stored: Vec<u8> =
-                sqlx::query_scalar("SELECT secret FROM deployment_secrets WHERE name = $1")
-                    .bind(KEY_NAME)
-                    .fetch_one(state.db.primary())
-                    .await?;
-            let mut key = [0u8; 32];
-            key.copy_from_slice(&stored[..32]);
-            Ok::<_, crate::ssr::Error>(key)
-        })
+        .get_or_try_init(|| deployment_secret(state.db.primary(), KEY_NAME))
         .await?;
     Ok(*key)
 }
