@@ -240,6 +240,164 @@ stop_redis_cluster() {
   done
 }
 
+# --- a Patroni cluster (the production database, issue 26) ------------------------
+
+# etcd, three Patroni nodes running deploy/postgres-ha/patroni.yml and HAProxy
+# running deploy/postgres-ha/haproxy.cfg, on spare loopback ports, their
+# data in DIR (fresh; the postgres user must be able to reach it). Writes
+# DIR/env: PG_HA_PRIMARY_URL, PG_HA_REPLICA_URL, the HAProxy ports, each
+# node's ports and its Patroni pid file, for tests to source or read.
+#   start_pg_ha DIR    stop_pg_ha DIR    pg_ha_leader DIR
+ensure_pg_ha_tools() {
+  if ! command -v etcd >/dev/null || ! command -v patroni >/dev/null \
+    || ! command -v haproxy >/dev/null || ! command -v envsubst >/dev/null; then
+    # Debian's packages: the etcd 3.4 server, Patroni 3.0 (for Debian's own
+    # Python, readable by the postgres user) and HAProxy 2.6. None of them
+    # is started by the install in a container (no init system); on a host
+    # with systemd the packages' own services stay on their default ports,
+    # which these scripts never use.
+    say "installing etcd-server, patroni and haproxy"
+    apt_install etcd-server patroni haproxy gettext-base
+  fi
+  if [ -z "$(pg_bin)" ]; then say "installing postgresql"; apt_install postgresql; fi
+}
+
+start_pg_ha() {
+  local dir="$1" run=() i
+  ensure_pg_ha_tools
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  if [ "$(id -u)" = 0 ]; then
+    run=(runuser -u postgres --)  # Postgres refuses to run as root
+    chown postgres: "$dir"
+    chmod 755 "$dir"
+  fi
+  local etcd_port etcd_peer
+  etcd_port="$(free_port)"; etcd_peer="$(free_port)"
+  # `echo $$; exec`: the pid files name etcd and Patroni themselves, not a
+  # runuser in between, so a SIGKILL reaches the process it means.
+  "${run[@]}" sh -c 'echo $$ >"$0/etcd.pid"; exec etcd --name folio-ha --data-dir "$0/etcd" \
+    --listen-client-urls "http://127.0.0.1:$1" --advertise-client-urls "http://127.0.0.1:$1" \
+    --listen-peer-urls "http://127.0.0.1:$2" --initial-advertise-peer-urls "http://127.0.0.1:$2" \
+    --initial-cluster "folio-ha=http://127.0.0.1:$2"' "$dir" "$etcd_port" "$etcd_peer" >"$dir/etcd.log" 2>&1 &
+  for _ in $(seq 100); do port_open 127.0.0.1 "$etcd_port" && break; sleep 0.1; done
+
+  {
+    echo "PG_HA_DIR=$dir"
+    echo "PG_HA_ETCD_PORT=$etcd_port"
+  } >"$dir/env"
+  for i in 1 2 3; do
+    local pg_port api_port node_dir
+    pg_port="$(free_port)"; api_port="$(free_port)"
+    node_dir="$dir/node$i"
+    "${run[@]}" mkdir -p "$node_dir/socket"
+    NODE_NAME="node$i" NODE_HOST=127.0.0.1 NODE_API_PORT="$api_port" NODE_PG_PORT="$pg_port" \
+      ETCD_HOSTS="127.0.0.1:$etcd_port" PG_HBA_NETWORK=127.0.0.1/32 PG_AUTH_METHOD=trust \
+      NODE_DATA_DIR="$node_dir/data" NODE_SOCKET_DIR="$node_dir/socket" PG_BIN_DIR="$(pg_bin)" \
+      PG_SUPERUSER_PASSWORD=folio-ha-test PG_REPLICATION_PASSWORD=folio-ha-test \
+      envsubst <"$ROOT/deploy/postgres-ha/patroni.yml" | "${run[@]}" tee "$node_dir/patroni.yml" >/dev/null
+    {
+      echo "PG_HA_NODE${i}_PG_PORT=$pg_port"
+      echo "PG_HA_NODE${i}_API_PORT=$api_port"
+    } >>"$dir/env"
+    export "NODE${i}_HOST=127.0.0.1" "NODE${i}_PG_PORT=$pg_port" "NODE${i}_API_PORT=$api_port"
+    start_pg_ha_node "$dir" "$i"
+  done
+
+  local primary_port replica_port
+  primary_port="$(free_port)"; replica_port="$(free_port)"
+  HAPROXY_HOST=127.0.0.1 HAPROXY_PRIMARY_PORT="$primary_port" HAPROXY_REPLICA_PORT="$replica_port" \
+    envsubst <"$ROOT/deploy/postgres-ha/haproxy.cfg" >"$dir/haproxy.cfg"
+  haproxy -f "$dir/haproxy.cfg" -D -p "$dir/haproxy.pid" 2>"$dir/haproxy.log"
+  {
+    echo "PG_HA_PRIMARY_PORT=$primary_port"
+    echo "PG_HA_REPLICA_PORT=$replica_port"
+    echo "PG_HA_PRIMARY_URL=postgres://postgres@127.0.0.1:$primary_port"
+    echo "PG_HA_REPLICA_URL=postgres://postgres@127.0.0.1:$replica_port"
+  } >>"$dir/env"
+
+  # Ready: a leader takes writes through HAProxy's primary port and two
+  # replicas stream from it (synchronous mode has its standby).
+  local deadline=$((SECONDS + 120)) psql_bin; psql_bin="$(pg_bin)/psql"
+  until [ "$("$psql_bin" -h 127.0.0.1 -p "$primary_port" -U postgres -d postgres -Atc \
+      "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'" 2>/dev/null || true)" = 2 ] \
+    && "$psql_bin" -h 127.0.0.1 -p "$replica_port" -U postgres -d postgres -Atc "SELECT 1" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "the Patroni cluster in $dir did not come up; its logs:" >&2
+      tail -n 20 "$dir"/node*/patroni.log "$dir/etcd.log" >&2 || true
+      return 1
+    fi
+    sleep 0.5
+  done
+  say "Patroni cluster: primary 127.0.0.1:$primary_port, replicas 127.0.0.1:$replica_port (leader $(pg_ha_leader "$dir"))"
+}
+
+# (Re)starts node I's Patroni (which starts its Postgres), in the background.
+start_pg_ha_node() {
+  local dir="$1" i="$2" run=()
+  if [ "$(id -u)" = 0 ]; then run=(runuser -u postgres --); fi
+  # setsid: a test's SIGKILL of this pid is a dead host's Patroni, and
+  # nothing of the caller's shell waits on it.
+  "${run[@]}" setsid sh -c 'echo $$ >"$0/patroni.pid"; exec patroni "$0/patroni.yml"' "$dir/node$i" \
+    >>"$dir/node$i/patroni.log" 2>&1 &
+  for _ in $(seq 50); do [ -s "$dir/node$i/patroni.pid" ] && break; sleep 0.1; done
+}
+
+# A dead host: node I's Patroni and its Postgres killed with SIGKILL.
+kill_pg_ha_node() {
+  local dir="$1" i="$2"
+  kill -9 "$(cat "$dir/node$i/patroni.pid")" 2>/dev/null || true
+  if [ -f "$dir/node$i/data/postmaster.pid" ]; then
+    kill -9 "$(head -n 1 "$dir/node$i/data/postmaster.pid")" 2>/dev/null || true
+  fi
+}
+
+pg_ha_leader() {
+  local dir="$1"
+  # shellcheck disable=SC1091
+  (source "$dir/env"
+   curl -s "http://127.0.0.1:$PG_HA_NODE1_API_PORT/cluster" "http://127.0.0.1:$PG_HA_NODE2_API_PORT/cluster" 2>/dev/null \
+     | python3 -c 'import json,sys
+for line in sys.stdin.read().replace("}{", "}\n{").splitlines():
+    try:
+        members = json.loads(line)["members"]
+    except Exception:
+        continue
+    print(next((m["name"] for m in members if m["role"] == "leader"), "")); break')
+}
+
+# A planned switchover (patronictl), from the leader to a streaming replica.
+pg_ha_switchover() {
+  local dir="$1" leader
+  leader="$(pg_ha_leader "$dir")"
+  patronictl -c "$dir/node1/patroni.yml" switchover --leader "$leader" --force
+}
+
+stop_pg_ha() {
+  local dir="$1" i pid bin
+  [ -d "$dir" ] || return 0
+  bin="$(pg_bin)"
+  if [ -f "$dir/haproxy.pid" ]; then kill "$(cat "$dir/haproxy.pid")" 2>/dev/null || true; fi
+  for i in 1 2 3; do
+    if [ -f "$dir/node$i/patroni.pid" ]; then
+      pid="$(cat "$dir/node$i/patroni.pid")"
+      kill "$pid" 2>/dev/null || true
+    fi
+  done
+  for i in 1 2 3; do
+    if [ -f "$dir/node$i/patroni.pid" ]; then
+      pid="$(cat "$dir/node$i/patroni.pid")"
+      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    # A Postgres whose Patroni was SIGKILLed keeps running: stop it too.
+    if [ -f "$dir/node$i/data/postmaster.pid" ]; then
+      kill -9 "$(head -n 1 "$dir/node$i/data/postmaster.pid")" 2>/dev/null || true
+    fi
+  done
+  if [ -f "$dir/etcd.pid" ]; then kill "$(cat "$dir/etcd.pid")" 2>/dev/null || true; fi
+}
+
 # --- S3 (moto) -----------------------------------------------------------------
 
 # PyPI's moto[server], an S3-compatible server, in a venv of the project's
