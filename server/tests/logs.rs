@@ -122,11 +122,7 @@ async fn security_refusals_say_who_and_from_where() {
     assert_eq!(app.login(typed, wrong).await.status(), 401);
     // A failed re-authentication.
     let reauth = app
-        .call(
-            "delete_account",
-            &[("password", wrong)],
-            &session,
-        )
+        .call("delete_account", &[("password", wrong)], &session)
         .await;
     assert_eq!(reauth.status(), 422);
     // A rate-limit refusal: the account is locked for strangers.
@@ -171,17 +167,31 @@ async fn security_refusals_say_who_and_from_where() {
     let log = capture.text();
     let hashed = &sha256_hex(typed)[..16];
     for (what, words) in [
-        ("failed sign-in", vec!["login failed", client, account.as_str()]),
-        ("failed sign-in, no account", vec!["login failed", client, hashed]),
+        (
+            "failed sign-in",
+            vec!["login failed", client, account.as_str()],
+        ),
+        (
+            "failed sign-in, no account",
+            vec!["login failed", client, hashed],
+        ),
         (
             "failed re-authentication",
             vec!["re-authentication failed", client, account.as_str()],
         ),
         (
             "rate-limit refusal",
-            vec!["rate limit refused", client, "login:account", subject.as_str()],
+            vec![
+                "rate limit refused",
+                client,
+                "login:account",
+                subject.as_str(),
+            ],
         ),
-        ("device lockout", vec!["device locked", client, account.as_str()]),
+        (
+            "device lockout",
+            vec!["device locked", client, account.as_str()],
+        ),
         (
             "cross-site refusal",
             vec!["cross-site request refused", client, account.as_str()],

@@ -273,7 +273,10 @@ async fn a_device_cookie_dies_with_the_credentials_it_was_issued_under() {
     app.lock_out_strangers("alice").await;
     let (status, body) =
         status_and_json(app.login_on(Some(&device), "alice", NEW_PASSWORD).await).await;
-    assert_eq!(status, 429, "the old password's cookie is no cookie: {body}");
+    assert_eq!(
+        status, 429,
+        "the old password's cookie is no cookie: {body}"
+    );
     let response = app.login_on(Some(&renewed), "alice", NEW_PASSWORD).await;
     assert_eq!(response.status(), 200);
 
@@ -282,7 +285,10 @@ async fn a_device_cookie_dies_with_the_credentials_it_was_issued_under() {
     assert_eq!(ended.status(), 200);
     let (status, body) =
         status_and_json(app.login_on(Some(&renewed), "alice", NEW_PASSWORD).await).await;
-    assert_eq!(status, 429, "signed out everywhere, forgotten everywhere: {body}");
+    assert_eq!(
+        status, 429,
+        "signed out everywhere, forgotten everywhere: {body}"
+    );
 }
 
 #[tokio::test]
@@ -345,7 +351,10 @@ async fn a_locked_device_is_reported_like_other_guessing() {
     let (session, device) = app.register_both("alice").await;
 
     for _ in 0..3 {
-        assert_eq!(app.login_on(Some(&device), "alice", WRONG).await.status(), 401);
+        assert_eq!(
+            app.login_on(Some(&device), "alice", WRONG).await.status(),
+            401
+        );
     }
     let (status, _) =
         status_and_json(app.login_on(Some(&device), "alice", STRONG_PASSWORD).await).await;

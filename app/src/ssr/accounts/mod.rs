@@ -11,6 +11,7 @@ pub mod devices;
 mod email_change;
 mod export;
 pub mod passwords;
+mod reauth;
 pub mod recent_writes;
 mod recovery;
 mod service;
