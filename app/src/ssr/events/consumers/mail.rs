@@ -225,7 +225,7 @@ impl Mail {
                     return Ok(Vec::new());
                 }
                 // The request answered the same whether or not the address
-                // was taken; what it is taken is decided here, as it is
+                // was taken; whether it is, is decided here, as the mail is
                 // sent: its owner is warned, and no link is issued.
                 let taken: bool =
                     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE email = $1)")
