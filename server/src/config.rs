@@ -227,6 +227,14 @@ impl Settings {
                 "FOLIO_VERIFY_RESEND_LIMIT",
                 defaults.verification_resends_per_user,
             )?,
+            email_changes_per_user: limit(
+                "FOLIO_EMAIL_CHANGE_LIMIT_USER",
+                defaults.email_changes_per_user,
+            )?,
+            email_changes_per_address: limit(
+                "FOLIO_EMAIL_CHANGE_LIMIT_ADDRESS",
+                defaults.email_changes_per_address,
+            )?,
             exports_per_user: limit("FOLIO_EXPORT_LIMIT", defaults.exports_per_user)?,
             profile_edits_per_user: limit(
                 "FOLIO_PROFILE_EDIT_LIMIT",

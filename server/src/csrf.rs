@@ -14,6 +14,10 @@ use axum::extract::Request;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use app::ssr::accounts::sessions;
+use app::ssr::request::{find_cookie, SESSION_COOKIE};
+use app::ssr::AppState;
+
 /// Whether a state-changing request comes from another site.
 pub fn is_cross_site(request: &Request) -> bool {
     if matches!(
@@ -40,8 +44,32 @@ pub fn is_cross_site(request: &Request) -> bool {
     !allowed
 }
 
-/// The answer to a cross-site request: nothing behind it runs.
-pub fn refuse(request: &Request) -> Response {
-    tracing::warn!(path = %request.uri().path(), "cross-site request refused");
+/// The session cookie of a request, owned (a `&Request` cannot be held
+/// across an await: the body is not `Sync`).
+pub fn session_token(request: &Request) -> Option<String> {
+    find_cookie(request.headers(), SESSION_COOKIE).map(str::to_owned)
+}
+
+/// Whose browser a cross-site request came through, for the log: the
+/// session its cookie names, if any (a Redis read, only for a refused
+/// request). Best effort: the refusal does not depend on it.
+pub async fn signed_in_user(state: &AppState, token: Option<String>) -> Option<i64> {
+    match sessions::peek(state, &token?).await {
+        Ok(session) => session.map(|s| s.user_id),
+        Err(_) => None,
+    }
+}
+
+/// The answer to a cross-site request: nothing behind it runs. Logged with
+/// the account it would have acted as (the client is the request span's).
+pub fn refuse(request: &Request, user_id: Option<i64>) -> Response {
+    match user_id {
+        Some(user_id) => tracing::warn!(
+            path = %request.uri().path(),
+            user_id,
+            "cross-site request refused"
+        ),
+        None => tracing::warn!(path = %request.uri().path(), "cross-site request refused"),
+    }
     (StatusCode::FORBIDDEN, "Cross-site request refused.").into_response()
 }

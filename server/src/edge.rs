@@ -120,11 +120,19 @@ pub async fn around_every_request(
     let started = Instant::now();
     let request_id = edge.ids.for_request(&request);
     // Path only: query strings may carry what does not belong in logs.
+    // The client's network (ASVS V16: a security event says from where):
+    // every line of the request, a refusal included, carries it.
+    let client = app::ssr::request::network_of(app::ssr::request::client_ip_of(
+        request.headers(),
+        request.extensions(),
+        &edge.app.config.trusted_proxies,
+    ));
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
         request_id = request_id.to_str().unwrap_or("-"),
+        client = %client,
     );
     let route = metrics::route_of(&request);
     let method = request.method().clone();
@@ -148,7 +156,9 @@ pub async fn around_every_request(
             return target::refuse(route.as_str());
         }
         if csrf::is_cross_site(&request) {
-            return csrf::refuse(&request);
+            let token = csrf::session_token(&request);
+            let user_id = csrf::signed_in_user(&edge.app, token).await;
+            return csrf::refuse(&request, user_id);
         }
         if let Some(redirect) = edge.form_errors.refuse_unsealed(&request) {
             return redirect;

@@ -205,7 +205,7 @@ pub async fn verify_email(token: String) -> Result<(), AppError> {
 pub async fn delete_account(password: String) -> Result<(), AppError> {
     handle(async move |call| {
         let session = call.user().await?;
-        accounts::delete_account(&call.state, &session, &password).await?;
+        accounts::delete_account(&call.state, &call.meta, &session, &password).await?;
         call.reply.clear_session_cookie();
         call.reply.redirect("/");
         Ok(())

@@ -143,16 +143,24 @@ pub fn network_of(ip: IpAddr) -> String {
 /// when the peer is a load balancer we trust. Never the header alone, which
 /// any client can forge to dodge the rate limiter.
 fn client_ip(parts: &Parts, trusted_proxies: &[IpAddr]) -> IpAddr {
-    let peer = parts
-        .extensions
+    client_ip_of(&parts.headers, &parts.extensions, trusted_proxies)
+}
+
+/// [`client_ip`], for what is not yet split into `Parts` (the edge's
+/// request, whose span names the client).
+pub fn client_ip_of(
+    headers: &HeaderMap,
+    extensions: &http::Extensions,
+    trusted_proxies: &[IpAddr],
+) -> IpAddr {
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     if !trusted_proxies.contains(&peer) {
         return peer;
     }
-    parts
-        .headers
+    headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())

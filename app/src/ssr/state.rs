@@ -59,6 +59,10 @@ pub struct ServiceConfig {
     pub reset_redemptions_per_ip: Limit,
     /// Verification mails asked for again, per user.
     pub verification_resends_per_user: Limit,
+    /// Address changes asked for, per user and per address asked for:
+    /// each mails a link (or a warning) in Folio's name.
+    pub email_changes_per_user: Limit,
+    pub email_changes_per_address: Limit,
     /// Downloads of one's data (`/account/export`), per user.
     pub exports_per_user: Limit,
     pub profile_edits_per_user: Limit,
@@ -118,6 +122,8 @@ impl Default for ServiceConfig {
             reset_requests_per_address: Limit::new(3, 3600),
             reset_redemptions_per_ip: Limit::new(20, 3600),
             verification_resends_per_user: Limit::new(3, 3600),
+            email_changes_per_user: Limit::new(5, 3600),
+            email_changes_per_address: Limit::new(3, 3600),
             exports_per_user: Limit::new(10, 3600),
             profile_edits_per_user: Limit::new(30, 60),
             avatar_uploads_per_user: Limit::new(20, 3600),

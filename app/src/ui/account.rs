@@ -304,7 +304,7 @@ fn describe(entry: &ActivityEntry) -> String {
             format!("{} sessions signed out from {}", entry.count, entry.device)
         }
         ActivityKind::SignInsBlocked => format!(
-            "Too many wrong passwords: sign-ins from browsers new to this account were paused (first from {})",
+            "Too many wrong passwords: sign-ins were paused for a while, from browsers new to this account or from one of yours (first from {})",
             entry.device
         ),
     }

@@ -14,6 +14,7 @@ use crate::support::{
 };
 
 const WRONG: &str = "not-the-password-1";
+const NEW_PASSWORD: &str = "copper-lantern-orchard-51";
 const DEVICE_COOKIE: &str = "__Host-folio_device";
 
 fn tight(settings: &mut server::config::Settings) {
@@ -52,6 +53,26 @@ impl TestApp {
         request.send().await.expect("request sent")
     }
 
+    /// Signs up `username`: the session and the device cookie it got.
+    async fn register_both(&self, username: &str) -> (Cookie, String) {
+        let response = self.try_register(username).await;
+        assert_eq!(response.status(), 200);
+        let session = Cookie(session_cookie_from(&response));
+        let device = device_cookie_from(&response).expect("sign-up sets a device cookie");
+        (session, device)
+    }
+
+    /// Locks `username` for browsers without its device cookie (the
+    /// account limit of `tight`).
+    async fn lock_out_strangers(&self, username: &str) {
+        for _ in 0..3 {
+            assert_eq!(self.login_on(None, username, WRONG).await.status(), 401);
+        }
+        let (status, body) =
+            status_and_json(self.login_on(None, username, STRONG_PASSWORD).await).await;
+        assert_eq!(status, 429, "{body}");
+    }
+
     /// Signs up `username` and returns the device cookie the browser got.
     async fn register_device(&self, username: &str) -> String {
         let response = self.try_register(username).await;
@@ -85,11 +106,13 @@ async fn the_owners_browser_signs_in_while_strangers_are_locked_out() {
     let (status, body) = status_and_json(app.login_on(None, "alice", STRONG_PASSWORD).await).await;
     assert_eq!(status, 429, "{body}");
 
-    // The owner's browser still signs in, and gets a new device cookie.
+    // The owner's browser still signs in, and keeps its device cookie
+    // (sent again, for another lifetime): a sign-in does not mint a second
+    // device for a browser that already is one.
     let response = app.login_on(Some(&device), "alice", STRONG_PASSWORD).await;
     assert_eq!(response.status(), 200);
-    let renewed = device_cookie_from(&response).expect("a new device cookie");
-    assert_ne!(renewed, device);
+    let renewed = device_cookie_from(&response).expect("the device cookie, refreshed");
+    assert_eq!(renewed, device);
     // By email too: the cookie names the account, not what was typed.
     let by_email = app
         .login_on(Some(&renewed), "alice@example.com", STRONG_PASSWORD)
@@ -223,4 +246,147 @@ async fn the_owner_is_told_once_when_strangers_lock_the_account() {
         .find(|m| m.subject.contains("guessing"))
         .unwrap_or_else(|| panic!("no notice among {mails:?}"));
     assert!(notice.text.as_deref().unwrap_or("").contains("/forgot"));
+}
+
+#[tokio::test]
+async fn a_device_cookie_dies_with_the_credentials_it_was_issued_under() {
+    let app = spawn_app_with(tight).await;
+    let (session, device) = app.register_both("alice").await;
+
+    // The owner changes the password: this browser gets a device cookie
+    // under the new credentials; the old one is worth nothing.
+    let changed = app
+        .call(
+            "change_password",
+            &[
+                ("current_password", STRONG_PASSWORD),
+                ("new_password", NEW_PASSWORD),
+            ],
+            &session,
+        )
+        .await;
+    assert_eq!(changed.status(), 200);
+    let renewed = device_cookie_from(&changed).expect("a device cookie for the new password");
+    assert_ne!(renewed, device);
+    let session = Cookie(session_cookie_from(&changed));
+
+    app.lock_out_strangers("alice").await;
+    let (status, body) =
+        status_and_json(app.login_on(Some(&device), "alice", NEW_PASSWORD).await).await;
+    assert_eq!(
+        status, 429,
+        "the old password's cookie is no cookie: {body}"
+    );
+    let response = app.login_on(Some(&renewed), "alice", NEW_PASSWORD).await;
+    assert_eq!(response.status(), 200);
+
+    // "Sign out everywhere" forgets every browser too.
+    let ended = app.call("logout_everywhere", &[], &session).await;
+    assert_eq!(ended.status(), 200);
+    let (status, body) =
+        status_and_json(app.login_on(Some(&renewed), "alice", NEW_PASSWORD).await).await;
+    assert_eq!(
+        status, 429,
+        "signed out everywhere, forgotten everywhere: {body}"
+    );
+}
+
+#[tokio::test]
+async fn devices_are_capped_per_account_and_expire_unused() {
+    let app = spawn_app_with(tight).await;
+    let first = app.register_device("alice").await;
+    // Ten more browsers sign in: the least recently used device goes.
+    let mut latest = Vec::new();
+    for _ in 0..10 {
+        let response = app.login_on(None, "alice", STRONG_PASSWORD).await;
+        assert_eq!(response.status(), 200);
+        latest.push(device_cookie_from(&response).expect("a device cookie"));
+    }
+    let newest = latest.pop().unwrap();
+
+    app.lock_out_strangers("alice").await;
+    let (status, _) =
+        status_and_json(app.login_on(Some(&first), "alice", STRONG_PASSWORD).await).await;
+    assert_eq!(status, 429, "the oldest of eleven devices is forgotten");
+    assert_eq!(
+        app.login_on(Some(&newest), "alice", STRONG_PASSWORD)
+            .await
+            .status(),
+        200
+    );
+
+    // A device unused for longer than its life is forgotten too.
+    sqlx::query("UPDATE trusted_devices SET last_used_at = now() - interval '400 days'")
+        .execute(app.state.db.primary())
+        .await
+        .expect("devices are kept in Postgres");
+    let (status, _) =
+        status_and_json(app.login_on(Some(&newest), "alice", STRONG_PASSWORD).await).await;
+    assert_eq!(status, 429, "an expired device is no device");
+}
+
+#[tokio::test]
+async fn trusted_attempts_still_meet_the_per_network_limit() {
+    let app = spawn_app_with(|settings| {
+        tight(settings);
+        // The device itself would never lock: only the network's limit,
+        // four times the strangers' for browsers that signed in before,
+        // stops a pile of cookies from guessing without end.
+        settings.service.login_failures_per_device = Limit::new(1_000, 900);
+        settings.service.login_failures_per_ip = Limit::new(3, 900);
+    })
+    .await;
+    let device = app.register_device("alice").await;
+    for attempt in 0..12 {
+        let status = app.login_on(Some(&device), "alice", WRONG).await.status();
+        assert_eq!(status, 401, "attempt {attempt}");
+    }
+    let (status, body) = status_and_json(app.login_on(Some(&device), "alice", WRONG).await).await;
+    assert_eq!(status, 429, "{body}");
+}
+
+#[tokio::test]
+async fn a_locked_device_is_reported_like_other_guessing() {
+    let (app, sink) = spawn_app_mailing(tight).await;
+    let (session, device) = app.register_both("alice").await;
+
+    for _ in 0..3 {
+        assert_eq!(
+            app.login_on(Some(&device), "alice", WRONG).await.status(),
+            401
+        );
+    }
+    let (status, _) =
+        status_and_json(app.login_on(Some(&device), "alice", STRONG_PASSWORD).await).await;
+    assert_eq!(status, 429, "the device is locked");
+    assert!(
+        app.labelled_metric(
+            "folio_rate_limit_rejections_total",
+            "limiter=\"login:device\""
+        )
+        .await
+            >= 1
+    );
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = status_and_json(app.call("list_activity", &[], &session).await).await;
+        assert_eq!(status, 200, "{body}");
+        if body
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["kind"] == "SignInsBlocked"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no activity entry after 30 s: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mails = sink.wait_for("alice@example.com", 2).await;
+    assert!(
+        mails.iter().any(|m| m.subject.contains("guessing")),
+        "{mails:?}"
+    );
 }

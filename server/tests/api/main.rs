@@ -9,6 +9,7 @@ mod health;
 mod lifecycle;
 mod previews;
 mod profiles;
+mod reauthentication;
 mod robustness;
 
 #[path = "../support/mod.rs"]

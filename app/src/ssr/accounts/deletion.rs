@@ -11,33 +11,30 @@ use crate::domain::Username;
 use crate::error::FieldErrors;
 use crate::ssr::events::outbox;
 use crate::ssr::events::types::{AccountDeleted, AvatarReleased};
-use crate::ssr::infra::rate_limit;
+use crate::ssr::request::RequestMeta;
 use crate::ssr::{profiles, AppState, Result};
 
+use super::reauth::reauthenticate;
 use super::sessions::{self, Session};
 
 /// Deletes the signed-in user's account, if `password` is theirs.
-pub async fn delete_account(state: &AppState, session: &Session, password: &str) -> Result<()> {
+pub async fn delete_account(
+    state: &AppState,
+    meta: &RequestMeta,
+    session: &Session,
+    password: &str,
+) -> Result<()> {
     if password.is_empty() {
         return Err(FieldErrors::single("password", "Enter your password.").into());
     }
-    // Guessing the password here is as limited as at sign-in.
-    let slot = rate_limit::require(
+    reauthenticate(
         state,
-        &format!("login:account:{}", session.username),
-        state.config.login_failures_per_account,
+        meta,
+        session,
+        password,
+        ("password", "Your password is incorrect."),
     )
     .await?;
-    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
-        .bind(session.user_id)
-        .fetch_one(state.db.primary())
-        .await?;
-    let candidate = crate::domain::Password::parse(password)
-        .unwrap_or_else(|_| super::service::never_valid_password());
-    if !state.passwords.verify(&candidate, Some(hash)).await?.ok {
-        return Err(FieldErrors::single("password", "Your password is incorrect.").into());
-    }
-    rate_limit::release(state, slot).await?;
 
     let mut tx = state.db.begin().await?;
     let avatar: Option<String> =
@@ -63,6 +60,9 @@ pub async fn delete_account(state: &AppState, session: &Session, password: &str)
     .bind(&session.username)
     .execute(&mut *tx)
     .await?;
+    // Nothing issued under its credentials outlives it (the tokens' rows
+    // go with the account below; the epoch says so to anything else).
+    super::credentials::bump_epoch(&mut tx, session.user_id).await?;
     // Profile, devices and link tokens go with it (ON DELETE CASCADE).
     sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(session.user_id)

@@ -1,22 +1,33 @@
 //! Changing the account's address (OWASP: re-authenticate, confirm the new
 //! address, tell the old one). Asking needs the current password and
 //! records an event: the `mail` consumer mails a link to the new address
-//! and a notice to the current one. The address changes only when that
+//! (a warning instead, when another account has it) and a notice to the
+//! current one. The address changes only when that
 //! link is used, and the old address is told again then (`email.changed`).
 
-use crate::domain::{Email, LinkToken, Password};
+use crate::domain::{Email, LinkToken};
 use crate::error::{AppError, FieldErrors, LinkProblem};
 use crate::ssr::events::outbox;
 use crate::ssr::events::types::{EmailChangeRequested, EmailChanged};
 use crate::ssr::infra::rate_limit;
 use crate::ssr::request::RequestMeta;
 use crate::ssr::{AppState, Result};
+use sha2::{Digest, Sha256};
 
 use super::devices;
+use super::reauth::reauthenticate;
 use super::sessions::Session;
 use super::tokens::{self, Purpose};
 
 /// Asks to move the signed-in account to `new_email`.
+///
+/// The answer is the same whether or not another account uses the address,
+/// running the same statements: the request records the event either way,
+/// and the `mail` consumer, which decides what to send when it sends,
+/// mails a taken address a warning ("someone tried to add this address")
+/// instead of a link. Limited per user and per address asked for, after
+/// the password (so only the owner spends them); an unproven current
+/// address, which may be a stranger's, is told at most once a day.
 pub async fn request_email_change(
     state: &AppState,
     meta: &RequestMeta,
@@ -33,46 +44,61 @@ pub async fn request_email_change(
     let Some(new_email) = new_email else {
         return Err(AppError::Internal.into());
     };
-    // Guessing the password here is as limited as at sign-in.
-    let slot = rate_limit::require(
+    let account = reauthenticate(
         state,
-        &format!("login:account:{}", session.username),
-        state.config.login_failures_per_account,
+        meta,
+        session,
+        current_password,
+        ("confirm_password", "Your password is incorrect."),
     )
     .await?;
-    let (hash, email): (String, String) =
-        sqlx::query_as("SELECT password_hash, email FROM users WHERE id = $1")
-            .bind(session.user_id)
-            .fetch_one(state.db.primary())
-            .await?;
-    let candidate = Password::parse(current_password)
-        .unwrap_or_else(|_| super::service::never_valid_password());
-    if !state.passwords.verify(&candidate, Some(hash)).await?.ok {
-        return Err(FieldErrors::single("confirm_password", "Your password is incorrect.").into());
-    }
-    rate_limit::release(state, slot).await?;
-    if new_email.as_str() == email {
+    if new_email.as_str() == account.email {
         return Err(FieldErrors::single("new_email", "This is already your address.").into());
     }
-    // The owner is signed in and has typed their password: telling them the
-    // address is taken reveals nothing they could not learn at sign-up.
-    let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE email = $1)")
-        .bind(new_email.as_str())
-        .fetch_one(state.db.primary())
-        .await?;
-    if taken {
-        return Err(
-            FieldErrors::single("new_email", "An account with this email already exists.").into(),
-        );
-    }
+    rate_limit::require(
+        state,
+        &format!("email_change:user:{}", session.user_id),
+        state.config.email_changes_per_user,
+    )
+    .await?;
+    // Nobody fills an address's mailbox with links from many accounts.
+    let address = hex::encode(&Sha256::digest(new_email.as_str().as_bytes())[..8]);
+    rate_limit::require(
+        state,
+        &format!("email_change:address:{address}"),
+        state.config.email_changes_per_address,
+    )
+    .await?;
+    let notify_current = account.email_verified || first_notice_today(state, session).await?;
     let asked = EmailChangeRequested {
         origin: devices::origin(meta),
         new_email: new_email.as_str().to_owned(),
+        notify_current,
     };
     outbox::record(state.db.primary(), session.user_id, &asked).await?;
     tracing::info!(user_id = session.user_id, "email change asked for");
     Ok(())
 }
+
+/// Whether an unproven current address may be told of a change today: once
+/// a day per account (a `SET NX` that lives a day), not a refusal, since
+/// the request itself is fine.
+async fn first_notice_today(state: &AppState, session: &Session) -> Result<bool> {
+    let mut redis = state.redis.clone();
+    let first: Option<String> = redis::cmd("SET")
+        .arg(state.key(&format!("email_change:unproven_notice:{}", session.user_id)))
+        .arg(1)
+        .arg("NX")
+        .arg("PX")
+        .arg(UNPROVEN_NOTICE_INTERVAL.as_millis() as u64)
+        .query_async(&mut redis)
+        .await?;
+    Ok(first.is_some())
+}
+
+/// At most one notice per this long to an address nobody proved is the
+/// owner's (anyone can sign up with someone else's).
+const UNPROVEN_NOTICE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Moves the link's account to the address the link was mailed to (which
 /// the link proves). Needs no session: the link is the proof.

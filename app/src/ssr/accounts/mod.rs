@@ -4,12 +4,14 @@
 //! (read-your-writes); never sets a cookie or reads the
 //! request (`api/` does, from what these return).
 
+pub mod credentials;
 mod deletion;
 pub mod device_cookies;
 pub mod devices;
 mod email_change;
 mod export;
 pub mod passwords;
+mod reauth;
 pub mod recent_writes;
 mod recovery;
 mod service;

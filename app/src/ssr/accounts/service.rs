@@ -10,13 +10,15 @@ use crate::ssr::events::types::{
 };
 use crate::ssr::infra::rate_limit;
 use crate::ssr::request::RequestMeta;
-use crate::ssr::{profiles, AppState, Error, Result};
+use crate::ssr::{profiles, AppState, Error, Limit, Result};
+use sha2::{Digest, Sha256};
 
-use super::device_cookies;
+use super::credentials;
+use super::device_cookies::{self, TrustedDevice};
 use super::devices;
+use super::reauth::reauthenticate;
 use super::recent_writes;
 use super::sessions::{self, NewSession, Session};
-use super::tokens::{self, Purpose};
 use crate::ssr::infra::db::Freshness;
 
 pub struct Registration {
@@ -80,6 +82,7 @@ async fn start_session(
     meta: &RequestMeta,
     user_id: i64,
     username: &str,
+    trusted: Option<&TrustedDevice>,
 ) -> Result<NewSession> {
     if let Some(token) = &meta.session_token {
         if let Some(old) = sessions::load(state, token).await? {
@@ -87,9 +90,16 @@ async fn start_session(
         }
     }
     let mut session = sessions::create(state, user_id, username, meta).await?;
-    // This browser has now proven the password (or chosen it): a new
-    // device cookie for the account.
-    session.device_cookie = Some(device_cookies::issue(state, user_id).await?);
+    // This browser has now proven the password (or chosen it): it is a
+    // device of the account. One that already was keeps its cookie, sent
+    // back for another lifetime; any other gets a new one.
+    session.device_cookie = Some(match trusted.filter(|d| d.user_id == user_id) {
+        Some(device) => {
+            device_cookies::touch(state, device).await?;
+            device.cookie.clone()
+        }
+        None => device_cookies::issue(state, user_id).await?,
+    });
     Ok(session)
 }
 
@@ -154,7 +164,7 @@ pub async fn register(
     profiles::invalidate(state, &form.username, version).await;
     recent_writes::remember(state, user_id, Some((form.username.as_str(), version))).await;
 
-    start_session(state, meta, user_id, form.username.as_str()).await
+    start_session(state, meta, user_id, form.username.as_str(), None).await
 }
 
 pub async fn login(
@@ -174,11 +184,8 @@ pub async fn login(
 
     // A malformed identifier cannot match an account, but it must cost and
     // look the same as one that does not exist.
+    let typed = identifier_hash(identifier);
     let identifier = LoginIdentifier::parse(identifier).ok();
-    let account_key = identifier
-        .as_ref()
-        .map(|i| i.as_str().to_owned())
-        .unwrap_or_else(|| "invalid".to_owned());
     let password = Password::parse(password).ok();
 
     let row: Option<(i64, String, String)> = match &identifier {
@@ -196,48 +203,60 @@ pub async fn login(
         }
         None => None,
     };
-    // A browser that signed in to this account before (a valid device
+    // Wrong passwords count against the account, whichever of its names
+    // was typed (`anna` and `anna@corp.example` are one bucket); against
+    // what was typed (hashed) when it names no account.
+    let account_key = match &row {
+        Some((user_id, _, _)) => format!("login:account:user:{user_id}"),
+        None => format!("login:account:typed:{typed}"),
+    };
+    // A browser that signed in to this account before (a live device
     // cookie for it) is counted on its own: the owner is not locked out by
-    // strangers' guesses, and its own mistakes lock only it. Any other
-    // attempt counts against the client's network and the account.
+    // strangers' guesses, and its own mistakes lock only it. It still meets
+    // the client network's limit, at four times the strangers' allowance
+    // (a household or office signs in from one address), so that a pile of
+    // cookies minted while a password was known cannot guess without end.
+    // Any other attempt counts against the client's network and the
+    // account.
     let trusted = match (&meta.device_cookie, &row) {
         (Some(cookie), Some((user_id, _, _))) => {
             device_cookies::verify(state, cookie, *user_id).await?
         }
         _ => None,
     };
-    let slots = match &trusted {
-        Some(device) => vec![
-            rate_limit::require(
-                state,
-                &format!("login:device:{}", device.nonce),
-                state.config.login_failures_per_device,
-            )
-            .await?,
-        ],
-        None => {
-            let ip_slot = rate_limit::require(
-                state,
-                &format!("login:ip:{}", meta.client_network()),
-                state.config.login_failures_per_ip,
-            )
-            .await?;
-            match rate_limit::require(
-                state,
-                &format!("login:account:{account_key}"),
-                state.config.login_failures_per_account,
-            )
-            .await
-            {
-                Ok(account_slot) => vec![ip_slot, account_slot],
-                Err(refused) => {
-                    rate_limit::release(state, ip_slot).await?;
-                    if let Some((user_id, _, _)) = &row {
-                        report_guessing(state, meta, *user_id).await;
-                    }
-                    return Err(refused);
+    let per_ip = state.config.login_failures_per_ip;
+    let ip_limit = match &trusted {
+        Some(_) => Limit {
+            max: per_ip.max.saturating_mul(TRUSTED_IP_FACTOR),
+            ..per_ip
+        },
+        None => per_ip,
+    };
+    let ip_slot = rate_limit::require(
+        state,
+        &format!("login:ip:{}", meta.client_network()),
+        ip_limit,
+    )
+    .await?;
+    let (bucket, limit) = match &trusted {
+        Some(device) => (
+            format!("login:device:{}", device.nonce),
+            state.config.login_failures_per_device,
+        ),
+        None => (account_key, state.config.login_failures_per_account),
+    };
+    let slots = match rate_limit::require(state, &bucket, limit).await {
+        Ok(slot) => vec![ip_slot, slot],
+        Err(refused) => {
+            rate_limit::release(state, ip_slot).await?;
+            if let Some((user_id, _, _)) = &row {
+                match &trusted {
+                    Some(_) => tracing::info!(user_id, "sign-in refused: device locked"),
+                    None => tracing::info!(user_id, "sign-in refused: account locked"),
                 }
+                report_guessing(state, meta, *user_id, trusted.is_some()).await;
             }
+            return Err(refused);
         }
     };
 
@@ -246,8 +265,12 @@ pub async fn login(
     let candidate = password.unwrap_or_else(never_valid_password);
     let stored = row.as_ref().map(|(_, _, hash)| hash.clone());
     let verdict = state.passwords.verify(&candidate, stored).await?;
+    let account = row.as_ref().map(|(user_id, _, _)| *user_id);
     let Some((user_id, username, _)) = row.filter(|_| verdict.ok) else {
-        tracing::info!("login failed");
+        match account {
+            Some(user_id) => tracing::info!(user_id, device = trusted.is_some(), "login failed"),
+            None => tracing::info!(identifier = %typed, "login failed"),
+        }
         return Err(AppError::InvalidCredentials.into());
     };
 
@@ -271,21 +294,37 @@ pub async fn login(
         outbox::record(&mut *tx, user_id, &SessionCreated { origin }).await?;
     }
     tx.commit().await?;
-    let session = start_session(state, meta, user_id, &username).await?;
+    let session = start_session(state, meta, user_id, &username, trusted.as_ref()).await?;
     tracing::info!(user_id, "signed in");
     Ok(session)
 }
 
+/// Browsers with a live device cookie meet the per-network sign-in limit at
+/// this many times the strangers' allowance.
+const TRUSTED_IP_FACTOR: u32 = 4;
+
+/// What was typed as an identifier, as logs and rate-limit keys may hold
+/// it: the first 16 hex digits of the SHA-256 of its trimmed, lower-case
+/// form (the same typing gives the same bucket; the log never holds an
+/// address someone typed).
+fn identifier_hash(identifier: &str) -> String {
+    let digest = Sha256::digest(identifier.trim().to_lowercase().as_bytes());
+    hex::encode(&digest[..8])
+}
+
 /// Tells the account's owner, once per lockout window, that sign-ins to
 /// their account are being refused after too many wrong passwords (an
-/// activity entry and a mail, through the `login.guessing` event). Best
-/// effort: the refusal stands whatever happens here.
-async fn report_guessing(state: &AppState, meta: &RequestMeta, user_id: i64) {
+/// activity entry and a mail, through the `login.guessing` event): from
+/// browsers that never signed in to it (`one_device` false), or from one
+/// of its own devices. Best effort: the refusal stands whatever happens
+/// here.
+async fn report_guessing(state: &AppState, meta: &RequestMeta, user_id: i64, one_device: bool) {
     let window = state.config.login_failures_per_account.window;
+    let kind = if one_device { ":device" } else { "" };
     let once = async {
         let mut redis = state.redis.clone();
         let first: Option<String> = redis::cmd("SET")
-            .arg(state.key(&format!("login_guessing_reported:{user_id}")))
+            .arg(state.key(&format!("login_guessing_reported:{user_id}{kind}")))
             .arg(1)
             .arg("NX")
             .arg("PX")
@@ -295,7 +334,8 @@ async fn report_guessing(state: &AppState, meta: &RequestMeta, user_id: i64) {
         if first.is_some() {
             let mut tx = state.db.begin().await?;
             let origin = devices::origin(meta);
-            outbox::record(&mut *tx, user_id, &LoginGuessing { origin }).await?;
+            let guessing = LoginGuessing { origin, one_device };
+            outbox::record(&mut *tx, user_id, &guessing).await?;
             tx.commit().await?;
         }
         Ok::<_, Error>(())
@@ -334,7 +374,11 @@ pub async fn logout_everywhere(
         count: u32::try_from(ended).unwrap_or(u32::MAX),
         everywhere: true,
     };
-    outbox::record(state.db.primary(), session.user_id, &revoked).await?;
+    // Whoever was signed in may have asked for links: they die too.
+    let mut tx = state.db.begin().await?;
+    credentials::bump_epoch(&mut tx, session.user_id).await?;
+    outbox::record(&mut *tx, session.user_id, &revoked).await?;
+    tx.commit().await?;
     Ok(ended)
 }
 
@@ -352,26 +396,15 @@ pub async fn change_password(
     if current.is_empty() {
         return Err(FieldErrors::single("current_password", "Enter your current password.").into());
     }
-    // Guessing the current password through this form is as limited as
-    // guessing it through sign-in.
-    let slot = rate_limit::require(
+    let account = reauthenticate(
         state,
-        &format!("login:account:{}", session.username),
-        state.config.login_failures_per_account,
+        meta,
+        session,
+        current,
+        ("current_password", "Your current password is incorrect."),
     )
     .await?;
-    let (hash, email): (String, String) =
-        sqlx::query_as("SELECT password_hash, email FROM users WHERE id = $1")
-            .bind(session.user_id)
-            .fetch_one(state.db.primary())
-            .await?;
-    let current = Password::parse(current).unwrap_or_else(|_| never_valid_password());
-    if !state.passwords.verify(&current, Some(hash)).await?.ok {
-        return Err(
-            FieldErrors::single("current_password", "Your current password is incorrect.").into(),
-        );
-    }
-    rate_limit::release(state, slot).await?;
+    let email = account.email;
     state
         .passwords
         .check_strength(&new, vec![session.username.clone(), email])
@@ -389,8 +422,9 @@ pub async fn change_password(
         .bind(session.user_id)
         .execute(&mut *tx)
         .await?;
-    // A reset link asked for before the change must not undo it.
-    tokens::revoke_all(&mut *tx, session.user_id, Purpose::PasswordReset).await?;
+    // A link asked for before the change (a reset, an address change) must
+    // not undo it.
+    credentials::bump_epoch(&mut tx, session.user_id).await?;
     let origin = devices::origin(meta);
     outbox::record(&mut *tx, session.user_id, &PasswordChanged { origin }).await?;
     tx.commit().await?;
@@ -400,7 +434,11 @@ pub async fn change_password(
         ended,
         "password changed; every session ended, this browser's renewed"
     );
-    sessions::create(state, session.user_id, &session.username, meta).await
+    // This browser proved the new password: a device under the new
+    // credentials (the old cookie died with the old ones).
+    let mut renewed = sessions::create(state, session.user_id, &session.username, meta).await?;
+    renewed.device_cookie = Some(device_cookies::issue(state, session.user_id).await?);
+    Ok(renewed)
 }
 
 /// The newest entries of the account's security history (written by the

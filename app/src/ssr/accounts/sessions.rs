@@ -146,6 +146,15 @@ pub async fn create(
     })
 }
 
+/// The session `token` names, read only (no refresh, no clean-up): for the
+/// log line of a refused request, which must not keep a session alive.
+pub async fn peek(state: &AppState, token: &str) -> Result<Option<Session>> {
+    if !is_well_formed(token) {
+        return Ok(None);
+    }
+    fetch(state, &session_id(token)).await
+}
+
 async fn fetch(state: &AppState, id: &str) -> Result<Option<Session>> {
     let mut redis = state.redis.clone();
     let raw: Option<String> = redis.get(session_key(state, id)).await?;

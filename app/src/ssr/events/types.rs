@@ -83,11 +83,15 @@ event!(SessionCreated, "session.created", version 1);
 
 /// Too many wrong passwords for this account from browsers that never
 /// signed in to it: such sign-ins are refused for the lockout window (the
-/// owner's own browsers still sign in). Reported once per window; `origin`
-/// is the attempt that was refused first.
+/// owner's own browsers still sign in). Or, `one_device`, from one browser
+/// that had signed in to it (a device cookie): only that browser is
+/// refused. Reported once per window of each kind; `origin` is the attempt
+/// that was refused first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoginGuessing {
     pub origin: Origin,
+    #[serde(default)]
+    pub one_device: bool,
 }
 event!(LoginGuessing, "login.guessing", version 1);
 
@@ -131,6 +135,14 @@ event!(SessionsRevoked, "sessions.revoked", version 1);
 pub struct EmailChangeRequested {
     pub origin: Origin,
     pub new_email: String,
+    /// Whether the current address is told (always when it is proven; an
+    /// unproven one, which may be a stranger's, at most once a day).
+    #[serde(default = "notify_by_default")]
+    pub notify_current: bool,
+}
+
+fn notify_by_default() -> bool {
+    true
 }
 event!(EmailChangeRequested, "email_change.requested", version 1);
 

@@ -142,15 +142,24 @@ impl Mail {
             }
             LoginGuessing::TYPE => {
                 let guessing: LoginGuessing = event.decode()?;
+                let what = if guessing.one_device {
+                    format!(
+                        "Too many wrong passwords were typed for your account in a browser that had signed in to it before, most recently from {} ({}). \
+                         That browser cannot sign in for a while; your other browsers still sign in as usual.",
+                        guessing.origin.device, guessing.origin.ip
+                    )
+                } else {
+                    format!(
+                        "Too many wrong passwords were typed for your account, most recently from {} ({}). \
+                         Sign-ins from browsers that have never signed in to your account are paused for a while; \
+                         the browsers you use still sign in as usual.",
+                        guessing.origin.device, guessing.origin.ip
+                    )
+                };
                 Letter {
                     subject: "Someone is guessing your Folio password".to_owned(),
                     paragraphs: vec![
-                        format!(
-                            "Too many wrong passwords were typed for your account, most recently from {} ({}). \
-                             Sign-ins from browsers that have never signed in to your account are paused for a while; \
-                             the browsers you use still sign in as usual.",
-                            guessing.origin.device, guessing.origin.ip
-                        ),
+                        what,
                         "If you think someone knows your password, choose a new one:".to_owned(),
                     ],
                     link: Some(format!("{}/forgot", self.public_url)),
@@ -215,8 +224,28 @@ impl Mail {
                 if age.unsigned_abs() >= Purpose::EmailChange.lifetime() {
                     return Ok(Vec::new());
                 }
-                let token = tokens::issue_email_change(tx, event.user_id, &asked.new_email).await?;
-                let confirm = Letter {
+                // The request answered the same whether or not the address
+                // was taken; whether it is, is decided here, as the mail is
+                // sent: its owner is warned, and no link is issued.
+                let taken: bool =
+                    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE email = $1)")
+                        .bind(&asked.new_email)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let confirm = if taken {
+                    Letter {
+                        subject: "Someone tried to add this address to a Folio account".to_owned(),
+                        paragraphs: vec![
+                            "The owner of another Folio account asked to use this address for it. It already belongs to a Folio account, so nothing changed.".to_owned(),
+                            "If it was you, you already have an account with this address: sign in with it, or ask for a new password:".to_owned(),
+                        ],
+                        link: Some(format!("{}/forgot", self.public_url)),
+                        after: vec!["If it was not you, ignore this mail.".to_owned()],
+                    }
+                } else {
+                    let token =
+                        tokens::issue_email_change(tx, event.user_id, &asked.new_email).await?;
+                    Letter {
                     subject: "Confirm your new Folio email address".to_owned(),
                     paragraphs: vec![
                         "The owner of a Folio account asked to use this address for it. Confirm that it is yours; the link works once, for an hour:".to_owned(),
@@ -227,7 +256,12 @@ impl Mail {
                         token.as_str()
                     )),
                     after: vec!["If you did not ask, ignore this mail.".to_owned()],
+                }
                 };
+                let confirm = confirm.into_message(id(0), asked.new_email.clone());
+                if !asked.notify_current {
+                    return Ok(vec![confirm]);
+                }
                 // OWASP: the current address hears of it before anything
                 // changes, so a session thief's change does not go unseen.
                 let notice = Letter {
@@ -242,10 +276,7 @@ impl Mail {
                     link: Some(format!("{}/account", self.public_url)),
                     after: Vec::new(),
                 };
-                return Ok(vec![
-                    confirm.into_message(id(0), asked.new_email.clone()),
-                    notice.into_message(id(1), to),
-                ]);
+                return Ok(vec![confirm, notice.into_message(id(1), to)]);
             }
             EmailChanged::TYPE => {
                 let changed: EmailChanged = event.decode()?;
