@@ -353,17 +353,17 @@ kill_pg_ha_node() {
 }
 
 pg_ha_leader() {
-  local dir="$1"
-  # shellcheck disable=SC1091
-  (source "$dir/env"
-   curl -s "http://127.0.0.1:$PG_HA_NODE1_API_PORT/cluster" "http://127.0.0.1:$PG_HA_NODE2_API_PORT/cluster" 2>/dev/null \
-     | python3 -c 'import json,sys
-for line in sys.stdin.read().replace("}{", "}\n{").splitlines():
-    try:
-        members = json.loads(line)["members"]
-    except Exception:
-        continue
-    print(next((m["name"] for m in members if m["role"] == "leader"), "")); break')
+  local dir="$1" i port
+  for i in 1 2 3; do
+    port="$(sed -n "s/^PG_HA_NODE${i}_API_PORT=//p" "$dir/env")"
+    # A dead node does not answer: ask the next one.
+    curl -sf --max-time 1 "http://127.0.0.1:$port/cluster" 2>/dev/null \
+      | python3 -c 'import json, sys
+members = json.load(sys.stdin)["members"]
+print(next((m["name"] for m in members if m["role"] == "leader"), ""))' 2>/dev/null \
+      | grep . && return 0
+  done
+  return 0
 }
 
 # A planned switchover (patronictl), from the leader to a streaming replica.
