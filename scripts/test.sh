@@ -9,6 +9,7 @@ ensure_tools
 ensure_services
 ensure_moto
 ensure_aiosmtpd
+ensure_pg_ha_tools   # the failover tests' Patroni cluster (tests/failover, failover.spec.ts)
 
 say "cargo fmt --check"
 cargo fmt --all --check
@@ -53,11 +54,13 @@ export FOLIO_E2E_DB="folio_e2e_$(date +%s)_$$"
 export FOLIO_SERVER_BIN="$CARGO_TARGET_DIR/release/server"
 export FOLIO_SITE_ROOT="$ROOT/target/site"
 E2E_PAIR_DIR=""
+E2E_HA_DIR=""
 cleanup_e2e() {
   if command -v psql >/dev/null; then
     psql "${DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS \"$FOLIO_E2E_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
   fi
   if [ -n "$E2E_PAIR_DIR" ]; then stop_pg_pair "$E2E_PAIR_DIR"; rm -rf "$E2E_PAIR_DIR"; fi
+  if [ -n "$E2E_HA_DIR" ]; then stop_pg_ha "$E2E_HA_DIR"; rm -rf "$E2E_HA_DIR"; fi
 }
 trap cleanup_e2e EXIT
 # replica.spec.ts runs one more instance on a primary whose replica applies
@@ -67,6 +70,13 @@ start_pg_pair "$E2E_PAIR_DIR" 5s
 export FOLIO_E2E_REPLICA_PRIMARY="postgres://postgres@127.0.0.1:$PG_PAIR_PRIMARY_PORT"
 export FOLIO_E2E_REPLICA="postgres://postgres@127.0.0.1:$PG_PAIR_REPLICA_PORT"
 export FOLIO_E2E_REPLICA_LAG_MS=5000
+# failover.spec.ts runs one more instance on a Patroni cluster and kills its
+# leader mid-edit.
+E2E_HA_DIR="$(mktemp -d /tmp/folio-e2e-ha.XXXXXX)"
+start_pg_ha "$E2E_HA_DIR"
+# shellcheck disable=SC1091
+source "$E2E_HA_DIR/env"
+export FOLIO_E2E_HA_DIR="$E2E_HA_DIR" FOLIO_E2E_HA_PRIMARY="$PG_HA_PRIMARY_URL" FOLIO_E2E_HA_REPLICA="$PG_HA_REPLICA_URL"
 (cd end2end && npx playwright test)
 
 say "cluster: nginx in front of two instances, one killed mid-load"

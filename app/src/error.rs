@@ -85,6 +85,13 @@ pub enum AppError {
     RateLimited { retry_after_secs: u64 },
     #[error("The service is temporarily unavailable. Please try again in a moment.")]
     Unavailable,
+    /// The primary database is changing over (a failover or a planned
+    /// switchover: seconds, usually): nothing can be saved, everything can
+    /// still be read. Told apart from `Unavailable` so a form can say that
+    /// what was typed is kept and sending it again will work; never retried
+    /// automatically (a write is not idempotent).
+    #[error("Saving is paused for a moment while the database changes over. What you typed is kept here: send it again in {}.", format_wait(*retry_after_secs))]
+    WritesPaused { retry_after_secs: u64 },
     #[error("Something went wrong on our side. Please try again.")]
     Internal,
     /// The request could not be decoded (missing or repeated fields, a number
@@ -158,7 +165,7 @@ impl AppError {
             AppError::NotFound => 404,
             AppError::Conflict { .. } => 409,
             AppError::RateLimited { .. } => 429,
-            AppError::Unavailable => 503,
+            AppError::Unavailable | AppError::WritesPaused { .. } => 503,
             AppError::Internal => 500,
             AppError::BadRequest => 400,
             AppError::UnsupportedMediaType => 415,
@@ -168,6 +175,15 @@ impl AppError {
             AppError::Link(LinkProblem::Unknown) => 404,
             AppError::Link(LinkProblem::AddressTaken) => 409,
             AppError::Link(_) => 410,
+        }
+    }
+
+    /// Seconds after which the same request may succeed (`Retry-After`).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            AppError::RateLimited { retry_after_secs }
+            | AppError::WritesPaused { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 
@@ -232,6 +248,20 @@ mod tests {
         }
         .to_string();
         assert!(msg.contains("5 seconds"), "{msg}");
+    }
+
+    #[test]
+    fn paused_writes_are_a_503_that_says_when_to_send_again() {
+        let paused = AppError::WritesPaused {
+            retry_after_secs: 5,
+        };
+        assert_eq!(paused.status_code(), 503);
+        assert_eq!(paused.retry_after_secs(), Some(5));
+        let message = paused.to_string();
+        assert!(message.contains("5 seconds"), "{message}");
+        assert!(message.contains("kept"), "{message}");
+        assert_ne!(message, AppError::Unavailable.to_string());
+        assert_eq!(AppError::Unavailable.retry_after_secs(), None);
     }
 
     #[test]

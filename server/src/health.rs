@@ -36,18 +36,35 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// `PROBE_TIMEOUT`, both at once): for `/readyz`, and for the
 /// `folio_dependency_up` series that `/metrics` reports.
 pub struct Dependencies {
+    /// The primary answered, and as a primary: a node that was demoted to a
+    /// standby under `DATABASE_URL` (HAProxy not yet caught up) takes no
+    /// writes, so it counts as down.
     pub postgres: bool,
     pub redis: bool,
+    /// The primary's timeline: Postgres starts a new one at each promotion,
+    /// so a change means the leader changed (a failover or switchover).
+    pub primary_timeline: Option<i64>,
 }
 
 pub async fn probe(state: &AppState) -> Dependencies {
     let postgres = async {
-        tokio::time::timeout(
+        // The timeline is the first 8 hex digits of the current WAL file's
+        // name: known at once after a promotion (the control file's copy
+        // waits for the next checkpoint).
+        let timeline = tokio::time::timeout(
             PROBE_TIMEOUT,
-            sqlx::query("SELECT 1").execute(state.db.primary()),
+            sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT CASE WHEN pg_is_in_recovery() THEN NULL
+                        ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END",
+            )
+            .fetch_one(state.db.primary()),
         )
         .await
-        .is_ok_and(|r| r.is_ok())
+        .ok()
+        .and_then(|r| r.ok())
+        .flatten();
+        state.db.primary_answered(timeline.is_some());
+        timeline
     };
     let redis = async {
         let mut redis = state.redis.clone();
@@ -58,15 +75,28 @@ pub async fn probe(state: &AppState) -> Dependencies {
         .await
         .is_ok_and(|r| r.is_ok())
     };
-    let (postgres, redis) = tokio::join!(postgres, redis);
-    Dependencies { postgres, redis }
+    let (primary_timeline, redis) = tokio::join!(postgres, redis);
+    Dependencies {
+        postgres: primary_timeline.is_some(),
+        redis,
+        primary_timeline,
+    }
 }
 
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let (Dependencies { postgres, redis }, replicas) =
-        tokio::join!(probe(&state), state.db.replicas_answering(PROBE_TIMEOUT));
+    let (
+        Dependencies {
+            postgres, redis, ..
+        },
+        replicas,
+    ) = tokio::join!(probe(&state), state.db.replicas_answering(PROBE_TIMEOUT));
     let word = |up: bool| if up { "ok" } else { "unavailable" };
-    let status = if postgres && redis {
+    // A primary missing for less than `primary_grace` is a failover under
+    // way: reads are served and writes answered "paused", so the instance
+    // stays in its load balancer (see `ServiceConfig::primary_grace`).
+    let primary_down_for = state.db.primary_answered(postgres);
+    let changing_over = !postgres && primary_down_for < state.config.primary_grace;
+    let status = if (postgres || changing_over) && redis {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -74,7 +104,11 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
     (
         status,
         Json(Readiness {
-            postgres: word(postgres),
+            postgres: if changing_over {
+                "writes_paused"
+            } else {
+                word(postgres)
+            },
             redis: word(redis),
             replicas: (!replicas.is_empty()).then(|| {
                 if replicas.iter().all(|(_, up)| *up) {

@@ -178,6 +178,9 @@ pub async fn render(
     let dependencies = health::probe(&state).await;
     let up = |answered: bool| if answered { 1.0 } else { 0.0 };
     state.metrics.postgres_up.set(up(dependencies.postgres));
+    if let Some(timeline) = dependencies.primary_timeline {
+        state.metrics.postgres_timeline.set(timeline as f64);
+    }
     state.metrics.redis_up.set(up(dependencies.redis));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -7,6 +7,11 @@
 
 mod support;
 
+// The primary itself failing over, on a Patroni cluster: in this binary
+// rather than a new one (every test binary links the whole server).
+#[path = "failover/patroni.rs"]
+mod failover;
+
 use std::time::{Duration, Instant};
 
 use app::ssr::infra::db::Freshness;

@@ -93,11 +93,35 @@ fn is_transient_sqlstate(code: &str) -> bool {
         || matches!(
             code,
             "57014" // query_canceled (statement_timeout)
+                | "25006" // read_only_sql_transaction: a primary demoted under us
                 | "57P01" // admin_shutdown
                 | "57P02" // crash_shutdown
                 | "57P03" // cannot_connect_now (starting up, shutting down)
                 | "53300" // too_many_connections
         )
+}
+
+/// How long a person is asked to wait before sending a refused write again:
+/// a Patroni failover takes 10–20 s from the leader's death, a planned
+/// switchover a few seconds; a form sent again too early is refused again,
+/// just as fast, so the number is a hint, not a promise.
+pub const WRITES_PAUSED_RETRY_SECS: u64 = 5;
+
+/// Whether a Postgres failure means "no primary takes writes right now":
+/// the connection broke or could not be made (the leader died, or HAProxy
+/// has no leader to send it to), the server is shutting down or starting
+/// up (a switchover demotes the old leader with a fast shutdown), or it is a
+/// standby now (25006: a demoted primary refuses writes as read-only). Not
+/// a pool that is merely full or a statement that ran too long: those are
+/// load, not a changeover.
+pub fn is_primary_outage(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "25006")
+        }),
+        _ => false,
+    }
 }
 
 impl Error {
@@ -123,7 +147,13 @@ impl Error {
             Error::App(error) => error,
             Error::Postgres(ref error) => {
                 metrics.postgres_errors.increment(1);
-                if is_transient_db(error) {
+                if is_primary_outage(error) {
+                    metrics.writes_paused.increment(1);
+                    tracing::warn!(error = %self, "no primary takes writes; answered \"saving is paused\"");
+                    AppError::WritesPaused {
+                        retry_after_secs: WRITES_PAUSED_RETRY_SECS,
+                    }
+                } else if is_transient_db(error) {
                     tracing::warn!(error = %self, "postgres unavailable");
                     AppError::Unavailable
                 } else {
@@ -165,6 +195,26 @@ mod tests {
         }
         for code in ["23505", "42P01", "22001", "40001"] {
             assert!(!is_transient_sqlstate(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_missing_primary_pauses_writes_and_a_busy_one_does_not() {
+        let metrics = Metrics::new();
+        let refused = Error::Postgres(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(refused.is_transient());
+        assert_eq!(
+            refused.into_app_error(&metrics),
+            AppError::WritesPaused {
+                retry_after_secs: WRITES_PAUSED_RETRY_SECS
+            }
+        );
+        let busy = Error::Postgres(sqlx::Error::PoolTimedOut);
+        assert_eq!(busy.into_app_error(&metrics), AppError::Unavailable);
+        for code in ["57P01", "57P03", "08006", "25006"] {
+            assert!(is_transient_sqlstate(code), "{code}");
         }
     }
 

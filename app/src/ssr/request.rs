@@ -20,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ConnectInfo;
-use http::header::{ACCEPT, CONTENT_TYPE, COOKIE, SET_COOKIE, USER_AGENT};
+use http::header::{ACCEPT, CONTENT_TYPE, COOKIE, RETRY_AFTER, SET_COOKIE, USER_AGENT};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use leptos::prelude::use_context;
@@ -252,6 +252,10 @@ impl Reply {
             (&self.options, StatusCode::from_u16(error.status_code()))
         {
             options.set_status(status);
+            // A 429 or a paused write says when to come back (RFC 9110 §10.2.3).
+            if let Some(secs) = error.retry_after_secs() {
+                options.insert_header(RETRY_AFTER, HeaderValue::from(secs));
+            }
         }
     }
 

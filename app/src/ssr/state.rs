@@ -105,6 +105,13 @@ pub struct ServiceConfig {
     /// wrote recently, answers for the next such readers: a few ms turns a
     /// query per sticky read into a query per few ms per replica.
     pub replica_lsn_cache: Duration,
+    /// How long the primary may fail to answer before `/readyz` calls this
+    /// instance unready. 30 s: longer than a Patroni failover (10–20 s with
+    /// deploy/postgres-ha), during which the instance still serves reads
+    /// from its caches and the replicas and answers writes "paused" at once;
+    /// a load balancer pulling every instance out then would turn a few
+    /// seconds of paused writes into a full outage.
+    pub primary_grace: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -140,6 +147,7 @@ impl Default for ServiceConfig {
             replica_cooldown: Duration::from_secs(5),
             replica_probe_interval: Duration::from_secs(1),
             replica_lsn_cache: Duration::from_millis(5),
+            primary_grace: Duration::from_secs(30),
         }
     }
 }

@@ -6,6 +6,7 @@
 mod cluster;
 mod events;
 mod media;
+mod patroni;
 pub mod pictures;
 mod processes;
 mod pubsub_hold;
@@ -17,6 +18,8 @@ pub use cluster::RedisCluster;
 pub use events::{metric_in, wait_for, WorkerProcess, FIREFOX, PHONE};
 #[allow(unused_imports)]
 pub use media::*;
+#[allow(unused_imports)]
+pub use patroni::PatroniCluster;
 #[allow(unused_imports)]
 pub use processes::{free_port, is_root, pg_bin, PostgresPair, PostgresProcess, RedisProcess};
 #[allow(unused_imports)]

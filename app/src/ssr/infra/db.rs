@@ -39,6 +39,7 @@ use metrics::{Counter, Gauge};
 use sqlx::PgPool;
 
 use super::metrics::Metrics;
+use crate::ssr::error::is_primary_outage;
 use crate::ssr::state::WeakAppState;
 use crate::ssr::{AppState, Error, Result, ServiceConfig};
 
@@ -176,6 +177,11 @@ pub struct Db {
     reads_primary: Counter,
     fallbacks: [Counter; 4],
     lsn_checks: Counter,
+    /// Reads meant for the primary that a replica answered while there was
+    /// no primary (a failover).
+    reads_without_primary: Counter,
+    /// Since when the primary has not answered a probe (`None`: it did).
+    primary_down_since: Mutex<Option<Instant>>,
 }
 
 impl std::ops::Deref for Db {
@@ -251,6 +257,8 @@ impl Db {
                 )
             }),
             lsn_checks: metrics.counter("folio_replica_lsn_checks_total", &[]),
+            reads_without_primary: reads("replica_without_primary"),
+            primary_down_since: Mutex::default(),
         }
     }
 
@@ -298,7 +306,25 @@ impl Db {
             }
         }
         self.reads_primary.increment(1);
-        query(self.primary.clone()).await
+        match query(self.primary.clone()).await {
+            Err(Error::Postgres(error)) if is_primary_outage(&error) && self.has_replicas() => {
+                // No primary (a failover under way): a reader who wrote
+                // recently gets a replica's answer, which may miss their
+                // last seconds, rather than an error page. Nothing read
+                // this way goes into a cache: the caches refuse a version
+                // below the floor the write left.
+                let Some(replica) = self.choose(Freshness::Any).await else {
+                    return Err(Error::Postgres(error));
+                };
+                tracing::warn!(replica = %replica.label, error = %error, "no primary; a replica answers a read that wanted it");
+                self.reads_without_primary.increment(1);
+                match tokio::time::timeout(self.limits.timeout, query(replica.pool.clone())).await {
+                    Ok(answer) => answer,
+                    Err(_) => Err(Error::Postgres(error)),
+                }
+            }
+            answer => answer,
+        }
     }
 
     fn fallback(&self, why: Fallback) {
@@ -535,6 +561,24 @@ impl Db {
         replica
             .lag
             .set(lag.map_or(f64::INFINITY, |lag| lag.as_secs_f64()));
+    }
+
+    /// Records whether the primary answered a probe just now, and returns
+    /// for how long it has not (zero when it did). A failover shows as a
+    /// few seconds of this; `/readyz` gives it `primary_grace` before
+    /// calling the instance unready.
+    pub fn primary_answered(&self, answered: bool) -> Duration {
+        let mut since = self
+            .primary_down_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if answered {
+            if let Some(down_since) = since.take() {
+                tracing::info!(down_for = ?down_since.elapsed(), "the primary answers again");
+            }
+            return Duration::ZERO;
+        }
+        since.get_or_insert_with(Instant::now).elapsed()
     }
 
     /// Each replica's name and whether it answers now (for `/readyz`).

@@ -26,6 +26,9 @@ pub struct Inner {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     pub postgres_errors: Counter,
+    /// Requests refused with `WritesPaused`: the primary was not there to
+    /// take a write (a failover or switchover under way).
+    pub writes_paused: Counter,
     pub redis_errors: Counter,
     pub sessions_created: Counter,
     pub sessions_ended: Counter,
@@ -43,6 +46,9 @@ pub struct Inner {
     /// (it reads series, not statuses), so readiness is a series too.
     pub postgres_up: Gauge,
     pub redis_up: Gauge,
+    /// The primary's timeline at the last scrape: it moves at every
+    /// promotion, so its changes count leader changes.
+    pub postgres_timeline: Gauge,
 }
 
 impl std::ops::Deref for Metrics {
@@ -102,6 +108,11 @@ impl Metrics {
                 "folio_postgres_errors_total",
                 "Postgres failures seen by requests and background tasks.",
             ),
+            writes_paused: counter(
+                "folio_writes_paused_total",
+                "Requests answered \"saving is paused\" (503) because no primary took writes \
+                 (a database failover or switchover).",
+            ),
             redis_errors: counter(
                 "folio_redis_errors_total",
                 "Redis failures on paths that need Redis (sessions, limits).",
@@ -147,6 +158,17 @@ impl Metrics {
             },
             postgres_up: dependency_up(&recorder, "postgres"),
             redis_up: dependency_up(&recorder, "redis"),
+            postgres_timeline: {
+                let name = "folio_postgres_timeline";
+                recorder.describe_gauge(
+                    KeyName::from(name),
+                    None,
+                    "The primary's timeline at the last scrape: Postgres starts a new one at \
+                     each promotion (failover or switchover)."
+                        .into(),
+                );
+                recorder.register_gauge(&Key::from_name(name), &METADATA)
+            },
             recorder,
             handle,
         };
