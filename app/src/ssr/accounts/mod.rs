@@ -4,6 +4,7 @@
 //! (read-your-writes); never sets a cookie or reads the
 //! request (`api/` does, from what these return).
 
+pub mod credentials;
 mod deletion;
 pub mod device_cookies;
 pub mod devices;
