@@ -63,6 +63,9 @@ pub async fn delete_account(state: &AppState, session: &Session, password: &str)
     .bind(&session.username)
     .execute(&mut *tx)
     .await?;
+    // Nothing issued under its credentials outlives it (the tokens' rows
+    // go with the account below; the epoch says so to anything else).
+    super::credentials::bump_epoch(&mut tx, session.user_id).await?;
     // Profile, devices and link tokens go with it (ON DELETE CASCADE).
     sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(session.user_id)

@@ -1,8 +1,13 @@
 //! Changing the account's address (OWASP: re-authenticate, confirm the new
 //! address, tell the old one). Asking needs the current password and
-//! records an event: the `mail` consumer mails a link to the new address
-//! and a notice to the current one. The address changes only when that
-//! link is used, and the old address is told again then (`email.changed`).
+//! records an event under the account's credential epoch: the `mail`
+//! consumer mails a link to the new address and a notice to the current
+//! one, whose "this wasn't me" link cancels the change without signing in.
+//! The address changes only when the link's page is confirmed with its
+//! button (a POST: a mail scanner that opens the link changes nothing), and
+//! only while the credentials are those it was asked under. The change
+//! moves the epoch (every other mailed link dies), ends the account's other
+//! sessions, and the old address is told again (`email.changed`).
 
 use crate::domain::{Email, LinkToken, Password};
 use crate::error::{AppError, FieldErrors, LinkProblem};
@@ -12,8 +17,9 @@ use crate::ssr::infra::rate_limit;
 use crate::ssr::request::RequestMeta;
 use crate::ssr::{AppState, Result};
 
+use super::credentials;
 use super::devices;
-use super::sessions::Session;
+use super::sessions::{self, Session};
 use super::tokens::{self, Purpose};
 
 /// Asks to move the signed-in account to `new_email`.
@@ -40,8 +46,10 @@ pub async fn request_email_change(
         state.config.login_failures_per_account,
     )
     .await?;
-    let (hash, email): (String, String) =
-        sqlx::query_as("SELECT password_hash, email FROM users WHERE id = $1")
+    // Read before the password is checked: a credential change after this
+    // point leaves the request under an older epoch, whose link is refused.
+    let (hash, email, epoch): (String, String, i64) =
+        sqlx::query_as("SELECT password_hash, email, credential_epoch FROM users WHERE id = $1")
             .bind(session.user_id)
             .fetch_one(state.db.primary())
             .await?;
@@ -68,14 +76,34 @@ pub async fn request_email_change(
     let asked = EmailChangeRequested {
         origin: devices::origin(meta),
         new_email: new_email.as_str().to_owned(),
+        epoch: Some(epoch),
     };
     outbox::record(state.db.primary(), session.user_id, &asked).await?;
     tracing::info!(user_id = session.user_id, "email change asked for");
     Ok(())
 }
 
+/// The address a live confirmation link would move its account to (the
+/// `/confirm-email` page shows it above its button); otherwise why not,
+/// including an address another account took meanwhile.
+pub async fn check_email_change_link(state: &AppState, token: &str) -> Result<String> {
+    let token = LinkToken::parse(token).map_err(|_| AppError::Link(LinkProblem::Malformed))?;
+    let new_email = tokens::check_email_change(state.db.primary(), &token).await?;
+    let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE email = $1)")
+        .bind(&new_email)
+        .fetch_one(state.db.primary())
+        .await?;
+    if taken {
+        return Err(AppError::Link(LinkProblem::AddressTaken).into());
+    }
+    Ok(new_email)
+}
+
 /// Moves the link's account to the address the link was mailed to (which
-/// the link proves). Needs no session: the link is the proof.
+/// the link proves). Needs no session: the link is the proof, as long as
+/// the account's credentials are those it was asked under. Every other
+/// mailed link of the account dies, and every session but the caller's own
+/// (when it is the account's) ends.
 pub async fn confirm_email_change(state: &AppState, meta: &RequestMeta, token: &str) -> Result<()> {
     let token = LinkToken::parse(token).map_err(|_| AppError::Link(LinkProblem::Malformed))?;
     let mut tx = state.db.begin().await?;
@@ -96,9 +124,9 @@ pub async fn confirm_email_change(state: &AppState, meta: &RequestMeta, token: &
         }
     }
     changed?;
-    // Links mailed to the old address prove nothing about the new one.
-    tokens::revoke_all(&mut *tx, user_id, Purpose::EmailVerification).await?;
-    tokens::revoke_all(&mut *tx, user_id, Purpose::EmailChange).await?;
+    // Links mailed to the old address (a reset above all) prove nothing
+    // about the new one: they die with the epoch.
+    credentials::bump_epoch(&mut tx, user_id).await?;
     let changed = EmailChanged {
         origin: devices::origin(meta),
         old_email,
@@ -106,6 +134,43 @@ pub async fn confirm_email_change(state: &AppState, meta: &RequestMeta, token: &
     };
     outbox::record(&mut *tx, user_id, &changed).await?;
     tx.commit().await?;
-    tracing::info!(user_id, "email address changed");
+    let own = match &meta.session_token {
+        Some(token) => sessions::load(state, token)
+            .await?
+            .filter(|session| session.user_id == user_id)
+            .map(|session| session.id),
+        None => None,
+    };
+    let ended = sessions::destroy_all(state, user_id, own.as_deref()).await?;
+    tracing::info!(
+        user_id,
+        ended,
+        "email address changed; other sessions ended"
+    );
+    Ok(())
+}
+
+/// Whether `token` is a live "this wasn't me" link (its page asks before
+/// showing the button); otherwise why not.
+pub async fn check_cancel_link(state: &AppState, token: &str) -> Result<()> {
+    let token = LinkToken::parse(token).map_err(|_| AppError::Link(LinkProblem::Malformed))?;
+    tokens::check(state.db.primary(), &token, Purpose::EmailChangeCancel).await?;
+    Ok(())
+}
+
+/// "This wasn't me": the pending change's confirmation link dies, whoever
+/// holds it. Needs no session (the old address's mail is the proof) and
+/// signs no one in or out.
+pub async fn cancel_email_change(state: &AppState, token: &str) -> Result<()> {
+    let token = LinkToken::parse(token).map_err(|_| AppError::Link(LinkProblem::Malformed))?;
+    let mut tx = state.db.begin().await?;
+    let user_id = tokens::redeem(&mut tx, &token, Purpose::EmailChangeCancel).await?;
+    let revoked = tokens::revoke_all(&mut *tx, user_id, Purpose::EmailChange).await?;
+    tx.commit().await?;
+    tracing::info!(
+        user_id,
+        revoked,
+        "email change cancelled from the old address"
+    );
     Ok(())
 }

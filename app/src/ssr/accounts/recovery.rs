@@ -17,6 +17,7 @@ use crate::ssr::infra::rate_limit;
 use crate::ssr::request::RequestMeta;
 use crate::ssr::{AppState, Result};
 
+use super::credentials;
 use super::devices;
 use super::sessions;
 use super::tokens::{self, Purpose};
@@ -112,8 +113,9 @@ pub async fn reset_password(
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-    // Any other reset link of the account dies with the old password.
-    tokens::revoke_all(&mut *tx, user_id, Purpose::PasswordReset).await?;
+    // Every other mailed link of the account (a pending address change
+    // above all) dies with the old password.
+    credentials::bump_epoch(&mut tx, user_id).await?;
     let origin = devices::origin(meta);
     outbox::record(&mut *tx, user_id, &PasswordChanged { origin }).await?;
     tx.commit().await?;

@@ -12,11 +12,11 @@ use crate::ssr::infra::rate_limit;
 use crate::ssr::request::RequestMeta;
 use crate::ssr::{profiles, AppState, Error, Result};
 
+use super::credentials;
 use super::device_cookies;
 use super::devices;
 use super::recent_writes;
 use super::sessions::{self, NewSession, Session};
-use super::tokens::{self, Purpose};
 use crate::ssr::infra::db::Freshness;
 
 pub struct Registration {
@@ -334,7 +334,11 @@ pub async fn logout_everywhere(
         count: u32::try_from(ended).unwrap_or(u32::MAX),
         everywhere: true,
     };
-    outbox::record(state.db.primary(), session.user_id, &revoked).await?;
+    // Whoever was signed in may have asked for links: they die too.
+    let mut tx = state.db.begin().await?;
+    credentials::bump_epoch(&mut tx, session.user_id).await?;
+    outbox::record(&mut *tx, session.user_id, &revoked).await?;
+    tx.commit().await?;
     Ok(ended)
 }
 
@@ -389,8 +393,9 @@ pub async fn change_password(
         .bind(session.user_id)
         .execute(&mut *tx)
         .await?;
-    // A reset link asked for before the change must not undo it.
-    tokens::revoke_all(&mut *tx, session.user_id, Purpose::PasswordReset).await?;
+    // A link asked for before the change (a reset, an address change) must
+    // not undo it.
+    credentials::bump_epoch(&mut tx, session.user_id).await?;
     let origin = devices::origin(meta);
     outbox::record(&mut *tx, session.user_id, &PasswordChanged { origin }).await?;
     tx.commit().await?;

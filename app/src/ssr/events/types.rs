@@ -131,6 +131,12 @@ event!(SessionsRevoked, "sessions.revoked", version 1);
 pub struct EmailChangeRequested {
     pub origin: Origin,
     pub new_email: String,
+    /// The account's credential epoch when it was asked: the link is minted
+    /// under it, so a change asked for before a recovery dies with it.
+    /// Absent from events recorded before links carried epochs, which mail
+    /// nothing.
+    #[serde(default)]
+    pub epoch: Option<i64>,
 }
 event!(EmailChangeRequested, "email_change.requested", version 1);
 
