@@ -128,8 +128,9 @@ pub enum LinkProblem {
     Expired,
     #[error("This link was already used. Each link works once: ask for a new one if you need it.")]
     Used,
-    /// A newer link of the same kind was sent, or the password was changed.
-    #[error("This link was replaced by a newer one, or your password changed since. Use the newest mail, or ask for a new link.")]
+    /// A newer link of the same kind was sent, or the account's credential
+    /// epoch moved (a new password, "sign out everywhere", a new address).
+    #[error("This link was replaced by a newer one, or your password, your address or your signed-in devices changed since. Use the newest mail, or ask for a new link.")]
     Replaced,
     /// An address change whose new address another account took meanwhile.
     #[error("Another account uses this address now: your address was not changed.")]

@@ -54,6 +54,9 @@ for (const device of DEVICES) {
       await check(page, "/reset?token=abc", "a damaged reset link");
       await check(page, "/verify?token=abc", "a damaged verification link");
       await check(page, "/confirm-email?token=abc", "a damaged address-change link");
+      await check(page, "/confirm-email?changed=1", "address changed");
+      await check(page, "/cancel-email-change?token=abc", "a damaged cancel link");
+      await check(page, "/cancel-email-change?cancelled=1", "address change cancelled");
       await check(page, "/people", "people, recently updated");
       await check(page, "/people?q=zzyzx_nobody", "people, no one matches");
     });

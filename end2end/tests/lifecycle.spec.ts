@@ -143,12 +143,58 @@ for (const js of [true, false]) {
 
     const mail = await sink!.waitFor(newEmail, "Confirm your new Folio email address");
     await sink!.waitFor(`${username}@example.com`, "A change of your Folio email address was asked for");
+    // Opening the link only asks (a mail scanner may open it first): the
+    // button confirms.
     await page.goto(linkIn(mail, `${BASE}/confirm-email?token=`));
+    await expect(page.getByTestId("confirm-email-form")).toBeVisible();
+    await expect(page.locator("strong", { hasText: newEmail })).toBeVisible();
+    if (js) await expectAccessible(page, "confirm the new address");
+    await page.getByTestId("confirm").click();
     await expect(page.getByTestId("email-changed")).toBeVisible();
     if (js) await expectAccessible(page, "address changed");
     await page.goto("/account");
     await expect(page.getByRole("heading", { name: "Email address" })).toBeVisible();
     await expect(page.locator("strong", { hasText: newEmail })).toBeVisible();
+    await context.close();
+  });
+}
+
+for (const js of [true, false]) {
+  test(`"this wasn't me" on the old address cancels a change without signing in (${js ? "with" : "without"} JavaScript)`, async ({
+    browser,
+  }) => {
+    const context = await browser.newContext({ baseURL: BASE, javaScriptEnabled: js });
+    const page = await context.newPage();
+    const username = await signUp(page, { js: false });
+    const newEmail = `${username}@elsewhere.example`;
+    await page.goto("/account");
+    await page.getByLabel("New email address").fill(newEmail);
+    await page.getByLabel("Password, to confirm").fill(PASSWORD);
+    await page.getByTestId("change-email").click();
+    await expect(page.getByTestId("email-change-sent")).toBeVisible();
+    const confirm = await sink!.waitFor(newEmail, "Confirm your new Folio email address");
+    const notice = await sink!.waitFor(
+      `${username}@example.com`,
+      "A change of your Folio email address was asked for",
+    );
+
+    // The owner of the old address, in a browser that is not signed in.
+    const owner = await browser.newContext({ baseURL: BASE, javaScriptEnabled: js });
+    const ownerPage = await owner.newPage();
+    await ownerPage.goto(linkIn(notice, `${BASE}/cancel-email-change?token=`));
+    await expect(ownerPage.getByTestId("cancel-email-change-form")).toBeVisible();
+    if (js) await expectAccessible(ownerPage, "cancel a change of address");
+    await ownerPage.getByTestId("cancel-change").click();
+    await expect(ownerPage.getByTestId("email-change-cancelled")).toBeVisible();
+    if (js) await expectAccessible(ownerPage, "change cancelled");
+    await owner.close();
+
+    // The confirmation link is dead; the address and the session stay.
+    const response = await page.goto(linkIn(confirm, `${BASE}/confirm-email?token=`));
+    expect(response?.status()).toBe(410);
+    await expect(page.getByTestId("link-refused")).toBeVisible();
+    await page.goto("/account");
+    await expect(page.locator("strong", { hasText: `${username}@example.com` })).toBeVisible();
     await context.close();
   });
 }

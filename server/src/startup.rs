@@ -266,8 +266,12 @@ impl Application {
         events::observe(&state, events_redis.clone());
         let (mailer, dev_mailbox) = mailer(&settings)?;
         let workers = (settings.event_workers || settings.worker_only).then(|| {
-            let mut consumers =
-                events::consumers::all(mailer, &settings.service.public_url, &state.metrics);
+            let mut consumers = events::consumers::all(
+                mailer,
+                &settings.service.public_url,
+                &state.metrics,
+                state.db.primary(),
+            );
             consumers.push(Arc::new(events::consumers::MediaCleanUp::new(
                 state.media.store.clone(),
             )));

@@ -597,6 +597,7 @@ async fn the_mail_consumer_sends_through_the_mailer_it_is_given_once_per_event()
         mailbox.clone(),
         &app.state.config.public_url,
         &app.state.metrics,
+        app.state.db.primary(),
     ));
     let connector = RedisConnector::open(&app.settings.events_redis_url).unwrap();
     let workers = Workers::start(

@@ -237,10 +237,55 @@ pub async fn request_email_change(
     .await
 }
 
-/// Changes the address to the one the link was mailed to (the
-/// `/confirm-email` page calls it).
+/// The address a confirmation link would move the account to (the
+/// `/confirm-email` page shows it above its button): `Link(…)` says why not.
+#[server(endpoint = "check_email_change_link")]
+pub async fn check_email_change_link(token: String) -> Result<String, AppError> {
+    handle(async move |call| accounts::check_email_change_link(&call.state, &token).await).await
+}
+
+/// Changes the address to the one the link was mailed to: the button of
+/// the `/confirm-email` page, a plain form post.
 #[server(endpoint = "confirm_email_change")]
 pub async fn confirm_email_change(token: String) -> Result<(), AppError> {
-    handle(async move |call| accounts::confirm_email_change(&call.state, &call.meta, &token).await)
-        .await
+    handle(async move |call| {
+        call.reply
+            .on_failure_return_to(&link_page("/confirm-email", &token));
+        accounts::confirm_email_change(&call.state, &call.meta, &token).await?;
+        call.reply.redirect_form_post("/confirm-email?changed=1");
+        Ok(())
+    })
+    .await
+}
+
+/// Whether a "this wasn't me" link still works (its page asks before
+/// showing the button): `Link(…)` says why not.
+#[server(endpoint = "check_cancel_email_change_link")]
+pub async fn check_cancel_email_change_link(token: String) -> Result<(), AppError> {
+    handle(async move |call| accounts::check_cancel_link(&call.state, &token).await).await
+}
+
+/// "This wasn't me": cancels the pending address change the link was
+/// mailed about. The button of the `/cancel-email-change` page.
+#[server(endpoint = "cancel_email_change")]
+pub async fn cancel_email_change(token: String) -> Result<(), AppError> {
+    handle(async move |call| {
+        call.reply
+            .on_failure_return_to(&link_page("/cancel-email-change", &token));
+        accounts::cancel_email_change(&call.state, &token).await?;
+        call.reply
+            .redirect_form_post("/cancel-email-change?cancelled=1");
+        Ok(())
+    })
+    .await
+}
+
+/// The page of a link, named for a failed plain post to go back to (the
+/// page sends no Referer): with its token only if it is one.
+#[cfg(feature = "ssr")]
+fn link_page(path: &str, token: &str) -> String {
+    match crate::domain::LinkToken::parse(token) {
+        Ok(token) => format!("{path}?token={}", token.as_str()),
+        Err(_) => path.to_owned(),
+    }
 }

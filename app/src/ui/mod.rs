@@ -191,6 +191,7 @@ fn Pages() -> impl IntoView {
                 <Route path=StaticSegment("reset") view=|| view! { <recovery::ResetPage/> } ssr=SsrMode::Async/>
                 <Route path=StaticSegment("verify") view=|| view! { <verify::VerifyPage/> } ssr=SsrMode::Async/>
                 <Route path=StaticSegment("confirm-email") view=|| view! { <verify::ConfirmEmailPage/> } ssr=SsrMode::Async/>
+                <Route path=StaticSegment("cancel-email-change") view=|| view! { <verify::CancelEmailChangePage/> } ssr=SsrMode::Async/>
                 <Route path=StaticSegment("account") view=|| view! { <account::AccountPage/> } ssr=SsrMode::InOrder/>
                 <Route path=(StaticSegment("settings"), StaticSegment("profile")) view=|| view! { <profile::EditProfilePage/> } ssr=SsrMode::InOrder/>
                 // Async: a refused query or page link answers with its 4xx status.

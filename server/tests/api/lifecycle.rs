@@ -126,7 +126,6 @@ async fn a_reset_mail_arrives_over_smtp_and_its_link_sets_a_new_password() {
     // Links from the configured public address, never from a Host header.
     let prefix = format!("{}/reset?token=", app.state.config.public_url);
     let link = mail.link(&prefix).expect("a reset link in the text body");
-    app.link_committed(&link).await;
     let html = mail.html.as_deref().expect("an HTML body");
     assert!(html.contains(&format!("href=\"{link}\"")), "{html}");
     let token = link.strip_prefix(&prefix).unwrap().to_owned();
@@ -478,7 +477,6 @@ async fn sign_up_mails_a_link_that_verifies_the_address() {
     assert_eq!(mail.subject, "Confirm your Folio email address");
     let prefix = format!("{}/verify?token=", app.state.config.public_url);
     let link = mail.link(&prefix).expect("a verification link");
-    app.link_committed(&link).await;
     let token = link.strip_prefix(&prefix).unwrap();
     assert!(mail.html.unwrap().contains(&format!("href=\"{link}\"")));
 
@@ -520,7 +518,6 @@ async fn resending_the_verification_link_replaces_the_old_one_and_is_rate_limite
     let prefix = format!("{}/verify?token=", app.state.config.public_url);
     let old = first.link(&prefix).unwrap();
     let newest = mails[2].link(&prefix).unwrap();
-    app.link_committed(&newest).await;
     let (status, page) = app
         .page(
             old.strip_prefix(&app.state.config.public_url).unwrap(),
@@ -793,9 +790,19 @@ async fn changing_the_address_needs_the_password_and_happens_on_confirmation() {
 
     let prefix = format!("{}/confirm-email?token=", app.state.config.public_url);
     let link = confirm.link(&prefix).expect("a confirmation link");
-    app.link_committed(&link).await;
     let path = link.strip_prefix(&app.state.config.public_url).unwrap();
+    // Opening the link asks; the button (a form post) confirms.
     let (status, page) = app.page(path, &Cookie::default()).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("data-testid=\"confirm-email-form\""),
+        "{page}"
+    );
+    let token = link.rsplit_once("token=").unwrap().1.to_owned();
+    let location = app
+        .form_post("confirm_email_change", &[("token", &token)])
+        .await;
+    let (status, page) = app.page(&location, &Cookie::default()).await;
     assert_eq!(status, 200);
     assert!(page.contains("data-testid=\"email-changed\""), "{page}");
     let (email, verified): (String, bool) = sqlx::query_as(
@@ -819,7 +826,10 @@ async fn changing_the_address_needs_the_password_and_happens_on_confirmation() {
         .iter()
         .any(|m| m.subject == "Your Folio email address was changed"));
     // Once only.
-    let (status, page) = app.page(path, &Cookie::default()).await;
+    let location = app
+        .form_post("confirm_email_change", &[("token", &token)])
+        .await;
+    let (status, page) = app.page(&location, &Cookie::default()).await;
     assert_eq!(status, 410);
     assert!(page.contains("already used"), "{page}");
 }

@@ -7,6 +7,7 @@ mod device_cookies;
 mod hardening;
 mod health;
 mod lifecycle;
+mod links;
 mod previews;
 mod profiles;
 mod reauthentication;

@@ -46,6 +46,11 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// A sink on `port`: a mail server coming back where it was.
+    pub fn start_on(port: u16) -> Self {
         let python = std::env::var("FOLIO_SMTP_PYTHON").unwrap_or_else(|_| {
             // Debian's python3-aiosmtpd is for Debian's Python, which may not
             // be the python3 first on PATH.
@@ -56,7 +61,6 @@ impl SmtpSink {
             }
         });
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/smtp_sink.py");
-        let port = free_port();
         let file = std::env::temp_dir().join(format!(
             "folio-smtp-{}.jsonl",
             uuid::Uuid::new_v4().simple()
@@ -138,33 +142,6 @@ pub async fn spawn_app_mailing(configure: impl FnOnce(&mut Settings)) -> (TestAp
 }
 
 impl TestApp {
-    /// Waits (at most 10 s) until the token of `link` (`…token=<hex>`) is in
-    /// `account_tokens`. The mail consumer sends inside its transaction and
-    /// commits just after, so a test, faster than any person, can hold a
-    /// link whose row is not visible yet.
-    pub async fn link_committed(&self, link: &str) {
-        let token = link
-            .rsplit_once("token=")
-            .map(|(_, token)| token.to_owned())
-            .expect("a token in the link");
-        let hash = super::sha256_hex(&token);
-        wait_for(
-            "the link's token committed",
-            Duration::from_secs(10),
-            || async {
-                let found: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM account_tokens WHERE encode(token_hash, 'hex') = $1",
-                )
-                .bind(&hash)
-                .fetch_one(self.state.db.primary())
-                .await
-                .unwrap();
-                found == 1
-            },
-        )
-        .await;
-    }
-
     /// Issues a link token for `username` as the mail consumer does (the
     /// same function, on its own transaction), for tests about using links
     /// rather than mailing them.

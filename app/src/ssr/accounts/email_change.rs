@@ -1,9 +1,14 @@
 //! Changing the account's address (OWASP: re-authenticate, confirm the new
 //! address, tell the old one). Asking needs the current password and
-//! records an event: the `mail` consumer mails a link to the new address
-//! (a warning instead, when another account has it) and a notice to the
-//! current one. The address changes only when that
-//! link is used, and the old address is told again then (`email.changed`).
+//! records an event under the account's credential epoch: the `mail`
+//! consumer mails a link to the new address (a warning instead, when
+//! another account has it) and a notice to the current one, whose "this
+//! wasn't me" link cancels the change without signing in.
+//! The address changes only when the link's page is confirmed with its
+//! button (a POST: a mail scanner that opens the link changes nothing), and
+//! only while the credentials are those it was asked under. The change
+//! moves the epoch (every other mailed link dies), ends the account's other
+//! sessions, and the old address is told again (`email.changed`).
 
 use crate::domain::{Email, LinkToken};
 use crate::error::{AppError, FieldErrors, LinkProblem};
@@ -14,9 +19,10 @@ use crate::ssr::request::RequestMeta;
 use crate::ssr::{AppState, Result};
 use sha2::{Digest, Sha256};
 
+use super::credentials;
 use super::devices;
 use super::reauth::reauthenticate;
-use super::sessions::Session;
+use super::sessions::{self, Session};
 use super::tokens::{self, Purpose};
 
 /// Asks to move the signed-in account to `new_email`.
@@ -74,6 +80,7 @@ pub async fn request_email_change(
         origin: devices::origin(meta),
         new_email: new_email.as_str().to_owned(),
         notify_current,
+        epoch: Some(account.credential_epoch),
     };
     outbox::record(state.db.primary(), session.user_id, &asked).await?;
     tracing::info!(user_id = session.user_id, "email change asked for");
@@ -100,8 +107,27 @@ async fn first_notice_today(state: &AppState, session: &Session) -> Result<bool>
 /// owner's (anyone can sign up with someone else's).
 const UNPROVEN_NOTICE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
+/// The address a live confirmation link would move its account to (the
+/// `/confirm-email` page shows it above its button); otherwise why not,
+/// including an address another account took meanwhile.
+pub async fn check_email_change_link(state: &AppState, token: &str) -> Result<String> {
+    let token = LinkToken::parse(token).map_err(|_| AppError::Link(LinkProblem::Malformed))?;
+    let new_email = tokens::check_email_change(state.db.primary(), &token).await?;
+    let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE email = $1)")
+        .bind(&new_email)
+        .fetch_one(state.db.primary())
+        .await?;
+    if taken {
+        return Err(AppError::Link(LinkProblem::AddressTaken).into());
+    }
+    Ok(new_email)
+}
+
 /// Moves the link's account to the address the link was mailed to (which
-/// the link proves). Needs no session: the link is the proof.
+/// the link proves). Needs no session: the link is the proof, as long as
+/// the account's credentials are those it was asked under. Every other
+/// mailed link of the account dies, and every session but the caller's own
+/// (when it is the account's) ends.
 pub async fn confirm_email_change(state: &AppState, meta: &RequestMeta, token: &str) -> Result<()> {
     let token = LinkToken::parse(token).map_err(|_| AppError::Link(LinkProblem::Malformed))?;
     let mut tx = state.db.begin().await?;
@@ -122,9 +148,9 @@ pub async fn confirm_email_change(state: &AppState, meta: &RequestMeta, token: &
         }
     }
     changed?;
-    // Links mailed to the old address prove nothing about the new one.
-    tokens::revoke_all(&mut *tx, user_id, Purpose::EmailVerification).await?;
-    tokens::revoke_all(&mut *tx, user_id, Purpose::EmailChange).await?;
+    // Links mailed to the old address (a reset above all) prove nothing
+    // about the new one: they die with the epoch.
+    credentials::bump_epoch(&mut tx, user_id).await?;
     let changed = EmailChanged {
         origin: devices::origin(meta),
         old_email,
@@ -132,6 +158,43 @@ pub async fn confirm_email_change(state: &AppState, meta: &RequestMeta, token: &
     };
     outbox::record(&mut *tx, user_id, &changed).await?;
     tx.commit().await?;
-    tracing::info!(user_id, "email address changed");
+    let own = match &meta.session_token {
+        Some(token) => sessions::load(state, token)
+            .await?
+            .filter(|session| session.user_id == user_id)
+            .map(|session| session.id),
+        None => None,
+    };
+    let ended = sessions::destroy_all(state, user_id, own.as_deref()).await?;
+    tracing::info!(
+        user_id,
+        ended,
+        "email address changed; other sessions ended"
+    );
+    Ok(())
+}
+
+/// Whether `token` is a live "this wasn't me" link (its page asks before
+/// showing the button); otherwise why not.
+pub async fn check_cancel_link(state: &AppState, token: &str) -> Result<()> {
+    let token = LinkToken::parse(token).map_err(|_| AppError::Link(LinkProblem::Malformed))?;
+    tokens::check(state.db.primary(), &token, Purpose::EmailChangeCancel).await?;
+    Ok(())
+}
+
+/// "This wasn't me": the pending change's confirmation link dies, whoever
+/// holds it. Needs no session (the old address's mail is the proof) and
+/// signs no one in or out.
+pub async fn cancel_email_change(state: &AppState, token: &str) -> Result<()> {
+    let token = LinkToken::parse(token).map_err(|_| AppError::Link(LinkProblem::Malformed))?;
+    let mut tx = state.db.begin().await?;
+    let user_id = tokens::redeem(&mut tx, &token, Purpose::EmailChangeCancel).await?;
+    let revoked = tokens::revoke_all(&mut *tx, user_id, Purpose::EmailChange).await?;
+    tx.commit().await?;
+    tracing::info!(
+        user_id,
+        revoked,
+        "email change cancelled from the old address"
+    );
     Ok(())
 }

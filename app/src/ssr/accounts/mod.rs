@@ -20,7 +20,10 @@ pub mod tokens;
 mod verification;
 
 pub use deletion::delete_account;
-pub use email_change::{confirm_email_change, request_email_change};
+pub use email_change::{
+    cancel_email_change, check_cancel_link, check_email_change_link, confirm_email_change,
+    request_email_change,
+};
 pub use export::export;
 pub use recovery::{check_reset_link, request_password_reset, reset_password};
 pub use service::{

@@ -24,6 +24,10 @@ use super::sessions::Session;
 pub struct Account {
     pub email: String,
     pub email_verified: bool,
+    /// The credential epoch, read before the password was checked: what is
+    /// asked for under it (an address change) dies if the credentials
+    /// change after this point.
+    pub credential_epoch: i64,
 }
 
 /// Checks that `password` is the signed-in user's. A wrong one is the field
@@ -57,9 +61,11 @@ pub async fn reauthenticate(
             .await?
         }
     };
-    let (hash, email, email_verified): (String, String, bool) = sqlx::query_as(
-        "SELECT password_hash, email, email_verified_at IS NOT NULL FROM users WHERE id = $1",
-    )
+    let (hash, email, email_verified, credential_epoch): (String, String, bool, i64) =
+        sqlx::query_as(
+            "SELECT password_hash, email, email_verified_at IS NOT NULL, credential_epoch
+               FROM users WHERE id = $1",
+        )
     .bind(session.user_id)
     .fetch_one(state.db.primary())
     .await?;
@@ -76,5 +82,6 @@ pub async fn reauthenticate(
     Ok(Account {
         email,
         email_verified,
+        credential_epoch,
     })
 }

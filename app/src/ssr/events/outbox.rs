@@ -9,7 +9,7 @@
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::types::EventPayload;
+use super::types::{Event, EventPayload};
 use crate::ssr::{Error, Result};
 
 /// Records `payload` as an event about `user_id`. Returns its id.
@@ -73,6 +73,30 @@ pub async fn record_for_email<P: EventPayload>(
     .bind(json)
     .fetch_optional(db)
     .await?)
+}
+
+/// The event `event_id` as recorded, if its row is still kept: what a
+/// consumer with outside effects acts on, rather than a stream entry that
+/// anyone able to write to the events Redis could have written.
+pub async fn find(db: impl PgExecutor<'_>, event_id: Uuid) -> Result<Option<Event>> {
+    let row: Option<(i64, i64, String, i16, String, time::OffsetDateTime)> = sqlx::query_as(
+        "SELECT aggregate_id, aggregate_seq, event_type, schema_version, payload::text, created_at
+         FROM outbox WHERE event_id = $1",
+    )
+    .bind(event_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(
+        |(user_id, seq, event_type, schema_version, payload, occurred_at)| Event {
+            id: event_id,
+            event_type,
+            schema_version,
+            user_id,
+            seq,
+            occurred_at,
+            payload,
+        },
+    ))
 }
 
 /// Unsent rows and the age of the oldest, in seconds (0 when none wait).

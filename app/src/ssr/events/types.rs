@@ -139,6 +139,12 @@ pub struct EmailChangeRequested {
     /// unproven one, which may be a stranger's, at most once a day).
     #[serde(default = "notify_by_default")]
     pub notify_current: bool,
+    /// The account's credential epoch when it was asked: the link is minted
+    /// under it, so a change asked for before a recovery dies with it.
+    /// Absent from events recorded before links carried epochs, which mail
+    /// nothing.
+    #[serde(default)]
+    pub epoch: Option<i64>,
 }
 
 fn notify_by_default() -> bool {

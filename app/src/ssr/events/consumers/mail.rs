@@ -7,14 +7,25 @@
 //! consumer does not run at all. Links are built from the deployment's
 //! public address (`FOLIO_PUBLIC_URL`), never from a request's `Host`.
 //!
+//! What it acts on is the outbox row of the event (the authoritative
+//! record, read by the entry's event id), never the stream entry alone:
+//! whoever can write to the events Redis cannot make Folio mail a link, or
+//! anything else, that no committed change asked for. An entry whose id no
+//! outbox row has is acknowledged and sends nothing.
+//!
 //! Once and only once is impossible with an outside effect: the mail is sent
 //! inside the consumer's transaction, before its commit. A send that fails
 //! rolls the transaction back and is retried (then dead-lettered); a process
 //! that dies between the send and the commit sends again on redelivery. The
 //! message id is derived from the event id, so a receiving server (and the
-//! person) can recognise the repeat. A link's token is issued on the same
-//! transaction: a rolled-back send leaves no token behind, and the mail of
-//! the retry carries a new one.
+//! person) can recognise the repeat.
+//!
+//! A link's token is committed before the mail is sent, on a transaction of
+//! its own (`tokens::issue_for_event`): a mail that leaves always carries a
+//! token that is there. The token is derived from the event, so a retry
+//! (after a failed send, or a consumer that died after the commit) mails
+//! the same link again; a link that died meanwhile (used, replaced, its
+//! credentials changed) is not mailed again.
 //!
 //! [`consumers::all`]: super::all
 
@@ -22,15 +33,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use sqlx::PgConnection;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
+use tokio::sync::OnceCell;
 
-use crate::ssr::accounts::tokens::{self, Purpose};
+use crate::domain::LinkToken;
+use crate::ssr::accounts::tokens::{self, LinkRequest, Purpose};
+use crate::ssr::events::outbox;
 use crate::ssr::events::types::{
     EmailChangeRequested, EmailChanged, EmailVerificationRequested, LoginGuessing, PasswordChanged,
     PasswordResetRequested, UserRegistered,
 };
 use crate::ssr::events::{Consumer, Event, EventPayload};
+use crate::ssr::infra::secrets::deployment_secret;
 use crate::ssr::mail::escape_html;
 pub use crate::ssr::mail::{Mailer, Message};
 use crate::ssr::{Metrics, Result};
@@ -48,16 +64,46 @@ pub struct Mail {
     /// `FolioMailFailing` alert's ratio (deploy/monitoring/rules.yml).
     sent: Counter,
     failures: Counter,
+    /// Links' tokens commit here, on transactions of their own, while the
+    /// consumer's transaction holds a connection of the primary's pool: a
+    /// pool of its own (on the primary), or every partition's consumer could
+    /// hold one connection of a small pool and wait for a second.
+    db: PgPool,
+    /// The deployment's key of link tokens (`tokens::KEY_NAME`).
+    key: OnceCell<[u8; 32]>,
 }
 
 impl Mail {
-    pub fn new(mailer: Arc<dyn Mailer>, public_url: &str, metrics: &Metrics) -> Self {
+    /// `db` is the primary's pool; its connection settings open the links'.
+    pub fn new(mailer: Arc<dyn Mailer>, public_url: &str, metrics: &Metrics, db: &PgPool) -> Self {
+        let db = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_lazy_with((*db.connect_options()).clone());
         Self {
             mailer,
             public_url: public_url.trim_end_matches('/').to_owned(),
             sent: metrics.counter("folio_mail_sent_total", &[]),
             failures: metrics.counter("folio_mail_failures_total", &[]),
+            db,
+            key: OnceCell::new(),
         }
+    }
+
+    /// The token of a link, committed before this returns (see the module
+    /// comment); None when no link is worth mailing.
+    async fn link(&self, request: LinkRequest<'_>) -> Result<Option<LinkToken>> {
+        let key = self
+            .key
+            .get_or_try_init(|| deployment_secret(&self.db, tokens::KEY_NAME))
+            .await?;
+        let mut tx = self.db.begin().await?;
+        let token = tokens::issue_for_event(&mut tx, key, &request).await?;
+        tx.commit().await?;
+        if token.is_none() {
+            tracing::info!(event = %request.event_id, purpose = ?request.purpose,
+                "mail: no link to send (its credentials changed, or it was used or replaced)");
+        }
+        Ok(token)
     }
 }
 
@@ -85,6 +131,17 @@ impl Consumer for Mail {
         event: &'a Event,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            // The entry only names the event; the outbox says what it is.
+            let Some(recorded) = outbox::find(&mut *tx, event.id).await? else {
+                tracing::warn!(event = %event.id, event_type = %event.event_type,
+                    "mail: an entry with no outbox row; nothing sent");
+                return Ok(());
+            };
+            if (recorded.user_id, &recorded.event_type) != (event.user_id, &event.event_type) {
+                tracing::warn!(event = %event.id,
+                    "mail: an entry that differs from its outbox row; acting on the row");
+            }
+            let event = &recorded;
             let age = OffsetDateTime::now_utc() - event.occurred_at;
             if age > MAX_AGE {
                 tracing::info!(event = %event.id, "mail: event too old to send for");
@@ -111,12 +168,22 @@ impl Mail {
         event: &Event,
         age: time::Duration,
     ) -> Result<Vec<Message>> {
-        let Some(to): Option<String> = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
-            .bind(event.user_id)
-            .fetch_optional(&mut *tx)
-            .await?
+        let Some((to, epoch)): Option<(String, i64)> =
+            sqlx::query_as("SELECT email, credential_epoch FROM users WHERE id = $1")
+                .bind(event.user_id)
+                .fetch_optional(&mut *tx)
+                .await?
         else {
             return Ok(Vec::new()); // the account is gone
+        };
+        // A reset or verification link goes to the account's address of
+        // now, under its epoch of now: what a new request would get.
+        let request = |purpose| LinkRequest {
+            event_id: event.id,
+            user_id: event.user_id,
+            purpose,
+            epoch,
+            new_email: None,
         };
         // Each message of an event has an id of its own, the same on every
         // redelivery.
@@ -173,7 +240,9 @@ impl Mail {
                     tracing::info!(event = %event.id, "mail: reset request older than a link's life");
                     return Ok(Vec::new());
                 }
-                let token = tokens::issue(tx, event.user_id, Purpose::PasswordReset).await?;
+                let Some(token) = self.link(request(Purpose::PasswordReset)).await? else {
+                    return Ok(Vec::new());
+                };
                 Letter {
                     subject: "Choose a new Folio password".to_owned(),
                     paragraphs: vec![
@@ -207,7 +276,9 @@ impl Mail {
                 if verified {
                     return Ok(Vec::new()); // proven since it was asked for
                 }
-                let token = tokens::issue(tx, event.user_id, Purpose::EmailVerification).await?;
+                let Some(token) = self.link(request(Purpose::EmailVerification)).await? else {
+                    return Ok(Vec::new());
+                };
                 Letter {
                     subject: "Confirm your Folio email address".to_owned(),
                     paragraphs: vec![
@@ -224,6 +295,20 @@ impl Mail {
                 if age.unsigned_abs() >= Purpose::EmailChange.lifetime() {
                     return Ok(Vec::new());
                 }
+                // An address that is not the account's gets a link whose
+                // power comes from the credentials of the request: under
+                // the epoch it was asked under, never a later one.
+                let Some(asked_epoch) = asked.epoch else {
+                    tracing::info!(event = %event.id, "mail: an address change asked for before links carried epochs");
+                    return Ok(Vec::new());
+                };
+                let cancel = LinkRequest {
+                    epoch: asked_epoch,
+                    ..request(Purpose::EmailChangeCancel)
+                };
+                let Some(cancel) = self.link(cancel).await? else {
+                    return Ok(Vec::new());
+                };
                 // The request answered the same whether or not the address
                 // was taken; whether it is, is decided here, as the mail is
                 // sent: its owner is warned, and no link is issued.
@@ -243,8 +328,14 @@ impl Mail {
                         after: vec!["If it was not you, ignore this mail.".to_owned()],
                     }
                 } else {
-                    let token =
-                        tokens::issue_email_change(tx, event.user_id, &asked.new_email).await?;
+                    let change = LinkRequest {
+                        epoch: asked_epoch,
+                        new_email: Some(&asked.new_email),
+                        ..request(Purpose::EmailChange)
+                    };
+                    let Some(token) = self.link(change).await? else {
+                        return Ok(Vec::new());
+                    };
                     Letter {
                     subject: "Confirm your new Folio email address".to_owned(),
                     paragraphs: vec![
@@ -271,9 +362,13 @@ impl Mail {
                             "Someone signed in to your account asked, from {} ({}), to change its address to {}. It changes only once the link mailed there is used.",
                             asked.origin.device, asked.origin.ip, asked.new_email
                         ),
-                        "If this was not you, change your password at once:".to_owned(),
+                        "If this was not you, cancel the change here (no need to sign in), then change your password:".to_owned(),
                     ],
-                    link: Some(format!("{}/account", self.public_url)),
+                    link: Some(format!(
+                        "{}/cancel-email-change?token={}",
+                        self.public_url,
+                        cancel.as_str()
+                    )),
                     after: Vec::new(),
                 };
                 return Ok(vec![confirm, notice.into_message(id(1), to)]);

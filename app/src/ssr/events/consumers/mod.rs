@@ -8,6 +8,8 @@ mod search;
 
 use std::sync::Arc;
 
+use sqlx::PgPool;
+
 pub use activity::Activity;
 pub use mail::{Mail, Mailer, Message};
 pub use media::MediaCleanUp;
@@ -20,15 +22,17 @@ use crate::ssr::Metrics;
 /// the media store (`startup` adds `MediaCleanUp::new(store)`). Mail runs
 /// only with a mailer: without one nothing would be sent, and the events
 /// would still be marked done. `public_url` is where the mails' links
-/// point (`FOLIO_PUBLIC_URL`); `metrics` counts mail sent and failed.
+/// point (`FOLIO_PUBLIC_URL`); `metrics` counts mail sent and failed; mail
+/// commits links' tokens on `db`, the primary, before sending them.
 pub fn all(
     mailer: Option<Arc<dyn Mailer>>,
     public_url: &str,
     metrics: &Metrics,
+    db: &PgPool,
 ) -> Vec<Arc<dyn Consumer>> {
     let mut consumers: Vec<Arc<dyn Consumer>> = vec![Arc::new(Activity), Arc::new(SearchIndex)];
     if let Some(mailer) = mailer {
-        consumers.push(Arc::new(Mail::new(mailer, public_url, metrics)));
+        consumers.push(Arc::new(Mail::new(mailer, public_url, metrics, db)));
     }
     consumers
 }
