@@ -4,9 +4,10 @@
 //! The upload is a plain axum handler, not a server function: a file is a
 //! multipart body that server functions would read whole before any check.
 //! Here the declared length is checked before a byte is read (413 at
-//! once), then the session and the user's upload quota (429 at once), the
-//! file is read in chunks up to the limit, and only then processed. It answers a browser's plain form post (no JavaScript) with
-//! a redirect back to the editor, the result in the URL; a script's request
+//! once), then the session and the user's upload quota (429 at once); the
+//! file is read in chunks up to the limit, and only then processed. It
+//! answers a browser's plain form post (no JavaScript) with a redirect
+//! back to the editor, the result in the URL; a script's request
 //! (`Accept` without `text/html`) with JSON: the profile, or an `AppError`
 //! (the refusal as the `avatar` field's error), as server functions do.
 //! Cross-site posts never get here (`crate::csrf`, in the edge).

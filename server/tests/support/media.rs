@@ -202,20 +202,36 @@ pub fn multipart(
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
+/// A PNG of `side` × `side` 8-bit RGB pixels, all zero: about 190 KB at
+/// 8192 px, which decodes to 192 MiB, the most an avatar may.
+pub fn wide_png(side: u32) -> Vec<u8> {
+    zero_png(side, png::ColorType::Rgb, png::BitDepth::Eight, 3)
+}
+
 /// A PNG of `side` × `side` 16-bit RGBA pixels, all zero: about 510 KB at
-/// 8192 px, which decodes to 512 MiB (`side² × 8` bytes). Written row by
-/// row, so making it costs the test no such buffer.
+/// 8192 px, which decodes to 512 MiB (`side² × 8` bytes).
 pub fn deep_png(side: u32) -> Vec<u8> {
+    zero_png(side, png::ColorType::Rgba, png::BitDepth::Sixteen, 8)
+}
+
+/// Zero pixels, written row by row, so making the picture costs the test
+/// no buffer of its decoded size.
+fn zero_png(
+    side: u32,
+    color: png::ColorType,
+    depth: png::BitDepth,
+    bytes_per_pixel: usize,
+) -> Vec<u8> {
     use std::io::Write;
     let mut out = Vec::new();
     let mut encoder = png::Encoder::new(&mut out, side, side);
-    encoder.set_color(png::ColorType::Rgba);
-    encoder.set_depth(png::BitDepth::Sixteen);
+    encoder.set_color(color);
+    encoder.set_depth(depth);
     encoder.set_compression(png::Compression::Best);
     encoder.set_filter(png::FilterType::NoFilter);
     let mut writer = encoder.write_header().unwrap();
     let mut stream = writer.stream_writer().unwrap();
-    let row = vec![0u8; side as usize * 8];
+    let row = vec![0u8; side as usize * bytes_per_pixel];
     for _ in 0..side {
         stream.write_all(&row).unwrap();
     }
@@ -270,6 +286,11 @@ impl TestApp {
     /// Starts the `server` binary on this deployment (no event workers: the
     /// test's own app has none either). Its avatars go to this app's store.
     pub fn spawn_server_process(&self) -> ServerProcess {
+        self.spawn_server_process_with(&[])
+    }
+
+    /// The same, with more environment (`FOLIO_AVATAR_MEMORY_MIB`, …).
+    pub fn spawn_server_process_with(&self, env: &[(&str, &str)]) -> ServerProcess {
         let port = free_port();
         let s = &self.settings;
         let mut command = Command::new(env!("CARGO_BIN_EXE_server"));
@@ -288,6 +309,7 @@ impl TestApp {
         if let app::ssr::media::MediaStoreConfig::Local { dir } = &s.service.media {
             command.env("FOLIO_AVATAR_DIR", dir);
         }
+        command.envs(env.iter().copied());
         ServerProcess {
             child: command.spawn().expect("the server binary starts"),
             port,

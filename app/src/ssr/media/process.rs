@@ -115,16 +115,6 @@ impl Processor {
         }
     }
 
-    /// MiB of the budget not reserved by a decode now.
-    pub fn memory_available_mib(&self) -> u32 {
-        self.memory.available_permits() as u32
-    }
-
-    /// The whole budget, in MiB.
-    pub fn memory_mib(&self) -> u32 {
-        self.memory_mib
-    }
-
     /// The avatar made from `bytes`, or why it cannot be made.
     pub async fn process(
         &self,
