@@ -107,7 +107,7 @@ async fn main() {
     );
 
     // 8 concurrent uploads through the processing slots (one per core).
-    let processor = Processor::new(cores);
+    let processor = Processor::new(cores, app::ssr::media::MAX_DECODE_BYTES * cores as u64);
     reset_peak();
     let before = rss_mib();
     let started = Instant::now();

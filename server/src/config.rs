@@ -7,7 +7,7 @@
 //! | `DATABASE_REPLICA_URLS` | (none) | comma-separated streaming replicas of it for public reads; none: every read goes to the primary |
 //! | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis: one server (`redis://`, `rediss://` for TLS), or a Redis Cluster through its seed nodes, `redis+cluster://host:port,host:port,…` (`rediss+cluster://` for TLS; `user:password@` before the hosts applies to every node) |
 //! | `LEPTOS_SITE_ADDR` | `127.0.0.1:3000` | address to listen on (cargo-leptos sets it) |
-//! | `FOLIO_PUBLIC_URL` | `http://` + `LEPTOS_SITE_ADDR` | the address people reach Folio at (`https://folio.example`): canonical links and link previews of profiles, never taken from a request's `Host` |
+//! | `FOLIO_PUBLIC_URL` | `http://` + `LEPTOS_SITE_ADDR` | the address people reach Folio at (`https://folio.example`): canonical links, link previews of profiles and the links in mail, never taken from a request's `Host`; a release build refuses to start unless it is `https://` or a loopback address, and warns at start when it is not `https://` |
 //! | `LEPTOS_ENV` | `PROD` in a release build, `DEV` in a debug one | `DEV` allows `cargo leptos watch`'s reload websocket in the CSP |
 //! | `FOLIO_LOG` / `RUST_LOG` | `info` | tracing filter |
 //! | `FOLIO_LOG_FORMAT` | `text` | `json` for one JSON object per line |
@@ -39,6 +39,7 @@
 //! | `AVATAR_S3_REGION` | `us-east-1` | the bucket's region |
 //! | `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` | (none) | the bucket's credentials |
 //! | `FOLIO_AVATAR_UPLOAD_LIMIT` | `20/3600` | avatar uploads and removals per user |
+//! | `FOLIO_AVATAR_MEMORY_MIB` | `256` | memory all avatar decodes of the process may hold together (at least 256: one picture's limit) |
 //! | `SMTP_URL` | (none) | where mail goes: `smtps://user:pass@host:465` (TLS), `smtp://user:pass@host:587?tls=required` (STARTTLS), or `smtp://host:port` (no TLS: a relay on the same machine, a test sink); unset: a debug build keeps mail in memory at `/dev/mailbox`, a release build sends none |
 //! | `FOLIO_MAIL_FROM` | `Folio <no-reply@HOST>` (`HOST` from `FOLIO_PUBLIC_URL`, `localhost` for an address) | the sender of Folio's mail: an address the SMTP server may send as |
 //! | `FOLIO_RESET_LIMIT_IP` | `20/3600` | "forgot password" requests per client address |
@@ -56,7 +57,8 @@ use std::time::Duration;
 use app::ssr::media::MediaStoreConfig;
 use app::ssr::{Limit, ServiceConfig};
 
-#[derive(Debug, Clone)]
+/// `Debug` shows every URL redacted and no token or key (see the impl).
+#[derive(Clone)]
 pub struct Settings {
     pub database_url: String,
     /// Read replicas of `database_url` (streaming standbys), for public reads.
@@ -90,7 +92,47 @@ pub struct Settings {
     pub mail: MailTransport,
     /// `FOLIO_MAIL_FROM`: the sender of every message.
     pub mail_from: String,
+    /// Said at start (a release build's `FOLIO_PUBLIC_URL` that is not
+    /// https; see [`public_url_warning`]).
+    pub public_url_warning: Option<String>,
     pub service: ServiceConfig,
+}
+
+/// Written out rather than derived: a derived `Debug` printed the database
+/// and Redis passwords, the SMTP password and the metrics token to any log
+/// line or panic that showed the settings.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let replicas: Vec<String> = self
+            .database_replica_urls
+            .iter()
+            .map(|url| redact(url))
+            .collect();
+        f.debug_struct("Settings")
+            .field("database_url", &redact(&self.database_url))
+            .field("database_replica_urls", &replicas)
+            .field("redis_url", &redact(&self.redis_url))
+            .field("events_redis_url", &redact(&self.events_redis_url))
+            .field("addr", &self.addr)
+            .field("dev_mode", &self.dev_mode)
+            .field("log_filter", &self.log_filter)
+            .field("log_json", &self.log_json)
+            .field("db_max_connections", &self.db_max_connections)
+            .field("page_cache_pages", &self.page_cache_pages)
+            .field("bench_endpoints", &self.bench_endpoints)
+            .field("panic_routes", &self.panic_routes)
+            .field("instance", &self.instance)
+            .field("metrics_access", &self.metrics_access)
+            .field("hsts_max_age", &self.hsts_max_age)
+            .field("event_workers", &self.event_workers)
+            .field("worker_only", &self.worker_only)
+            .field("mail", &self.mail)
+            .field("mail_from", &self.mail_from)
+            .field("public_url_warning", &self.public_url_warning)
+            // Its store's `Debug` hides the S3 secret key.
+            .field("service", &self.service)
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -268,9 +310,24 @@ impl Settings {
         };
         let mail_from =
             var("FOLIO_MAIL_FROM").unwrap_or_else(|| default_mail_from(&service.public_url));
+        let release = !cfg!(debug_assertions);
+        let public_url_warning = public_url_warning(
+            &service.public_url,
+            var("FOLIO_PUBLIC_URL").is_some(),
+            release,
+        )?;
+        let service = ServiceConfig {
+            avatar_memory_bytes: parse::<u64>(
+                "FOLIO_AVATAR_MEMORY_MIB",
+                service.avatar_memory_bytes / (1024 * 1024),
+            )?
+            .saturating_mul(1024 * 1024),
+            ..service
+        };
         Ok(Self {
             mail: MailTransport::decide(var("SMTP_URL"), cfg!(debug_assertions)),
             mail_from,
+            public_url_warning,
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/folio".to_owned()),
             database_replica_urls: var("DATABASE_REPLICA_URLS")
@@ -338,13 +395,24 @@ impl Settings {
 /// dependencies' health: useful to an attacker planning a flood, so a
 /// release build shows it only with a token, or when the deployment says it
 /// is on a private listener (`FOLIO_METRICS_OPEN=on`). A debug build is open.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum MetricsAccess {
     Open,
     /// `Authorization: Bearer <token>`, compared in constant time.
     Token(String),
     /// `/metrics` answers 404.
     Closed,
+}
+
+/// Never the token.
+impl std::fmt::Debug for MetricsAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Open => f.write_str("Open"),
+            Self::Token(_) => f.write_str("Token(***)"),
+            Self::Closed => f.write_str("Closed"),
+        }
+    }
 }
 
 impl MetricsAccess {
@@ -357,8 +425,9 @@ impl MetricsAccess {
     }
 }
 
-/// How Folio's mail leaves.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How Folio's mail leaves. `Debug` shows the SMTP URL without its
+/// password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum MailTransport {
     /// `SMTP_URL`, as lettre reads it (`app::ssr::mail::SmtpMailer`).
     Smtp(String),
@@ -367,6 +436,16 @@ pub enum MailTransport {
     DevMailbox,
     /// A release build without `SMTP_URL`: nothing is sent (said at start).
     Off,
+}
+
+impl std::fmt::Debug for MailTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Smtp(url) => f.debug_tuple("Smtp").field(&redact(url)).finish(),
+            Self::DevMailbox => f.write_str("DevMailbox"),
+            Self::Off => f.write_str("Off"),
+        }
+    }
 }
 
 impl MailTransport {
@@ -428,6 +507,45 @@ fn public_url(value: Option<String>, addr: SocketAddr) -> Result<String, ConfigE
     Ok(url.to_owned())
 }
 
+/// What a build says of its public address at start, or why it does not
+/// start. Links in mail carry reset and email-change tokens: over `http://`
+/// anyone on the path reads them. A release build therefore refuses an
+/// `http://` address unless it is a loopback one (tests, `make dev`, a
+/// benchmark on one machine), and warns about that one; a debug build
+/// takes any (development on a LAN) and says nothing.
+fn public_url_warning(url: &str, set: bool, release: bool) -> Result<Option<String>, ConfigError> {
+    if !release || url.starts_with("https://") {
+        return Ok(None);
+    }
+    let loopback = match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    let origin = if set {
+        format!("FOLIO_PUBLIC_URL={url}")
+    } else {
+        format!("FOLIO_PUBLIC_URL is not set, so the listen address {url}")
+    };
+    if !loopback {
+        return Err(ConfigError {
+            variable: "FOLIO_PUBLIC_URL",
+            value: url.to_owned(),
+            reason: "a release build needs the https:// address people reach Folio at \
+                     (mailed links carry sign-in tokens); only a loopback address may be http://"
+                .to_owned(),
+        });
+    }
+    Ok(Some(format!(
+        "{origin} is not https: links in mail and link previews point at this machine \
+         and travel unencrypted. Set FOLIO_PUBLIC_URL to the https:// address people use."
+    )))
+}
+
 /// `AVATAR_STORE_URL=s3://bucket[/prefix]` (with `AVATAR_S3_*` and the
 /// AWS credentials), else the directory `FOLIO_AVATAR_DIR`.
 fn media_store() -> Result<MediaStoreConfig, ConfigError> {
@@ -462,19 +580,9 @@ fn media_store() -> Result<MediaStoreConfig, ConfigError> {
     })
 }
 
-/// A URL for messages: the password, if any, replaced.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
+/// A URL for messages and `{:?}`: its password, and any secret in its
+/// query (`?password=`), replaced (`app::ssr::infra::redact`).
+pub use app::ssr::infra::redact::redact;
 
 #[cfg(test)]
 mod tests {
@@ -526,6 +634,38 @@ mod tests {
         }
     }
 
+    /// Issue 23, item 13.
+    #[test]
+    fn a_release_build_mails_links_over_https_or_a_loopback_address_only() {
+        let release = |url: &str, set: bool| public_url_warning(url, set, true);
+        assert_eq!(release("https://folio.example", true).unwrap(), None);
+        assert_eq!(release("https://127.0.0.1:3000", true).unwrap(), None);
+        for loopback in [
+            "http://127.0.0.1:3000",
+            "http://localhost:8080/folio",
+            "http://[::1]:3000",
+        ] {
+            let warning = release(loopback, true).unwrap().expect(loopback);
+            assert!(warning.contains("not https"), "{warning}");
+            assert!(release(loopback, false).unwrap().is_some(), "{loopback}");
+        }
+        for public in [
+            "http://folio.example",
+            "http://10.0.0.5:3000",
+            "http://[2001:db8::1]",
+            "http://localhost.folio.example",
+        ] {
+            let error = release(public, true).unwrap_err().to_string();
+            assert!(error.contains("FOLIO_PUBLIC_URL"), "{error}");
+            assert!(error.contains("https://"), "{error}");
+        }
+        // A debug build (tests, `make dev`) takes any address, silently.
+        assert_eq!(
+            public_url_warning("http://10.0.0.5:3000", true, false).unwrap(),
+            None
+        );
+    }
+
     #[test]
     fn a_release_build_never_keeps_a_mailbox() {
         assert_eq!(MailTransport::decide(None, false), MailTransport::Off);
@@ -555,6 +695,68 @@ mod tests {
             default_mail_from("http://localhost:3000"),
             "Folio <no-reply@localhost>"
         );
+    }
+
+    /// Issue 23, item 11: a password in the query (libpq's `?password=`)
+    /// and every secret field of the settings stay out of messages and
+    /// `{:?}`.
+    #[test]
+    fn no_password_survives_redaction_wherever_the_url_carries_it() {
+        for url in [
+            "postgres://h/db?password=hunter2",
+            "postgres://u@h:5432/db?sslmode=require&password=hunter2&application_name=x",
+            "postgres://h/db?PASSWORD=hunter2",
+            "postgres://u:hunter2@h/db",
+            "redis://:hunter2@h:6379",
+            "rediss+cluster://u:hunter2@a:1,b:2",
+            "smtp://u:hunter2@h:587?tls=required",
+            "postgres://u:hunter2@h/db?password=hunter2",
+        ] {
+            let redacted = redact(url);
+            assert!(!redacted.contains("hunter2"), "{url} -> {redacted}");
+        }
+        assert_eq!(
+            redact("postgres://h/db?sslmode=require&password=x"),
+            "postgres://h/db?sslmode=require&password=***"
+        );
+    }
+
+    #[test]
+    fn the_debug_of_settings_and_transports_shows_no_secret() {
+        let mut settings = Settings::from_env().unwrap();
+        settings.database_url = "postgres://u:SECRET-db@h/db".into();
+        settings.database_replica_urls = vec!["postgres://h/db?password=SECRET-replica".into()];
+        settings.redis_url = "redis://:SECRET-redis@h:6379".into();
+        settings.events_redis_url = "rediss+cluster://u:SECRET-events@a:1,b:2".into();
+        settings.mail = MailTransport::Smtp("smtps://u:SECRET-smtp@h:465".into());
+        settings.metrics_access = MetricsAccess::Token("SECRET-metrics".into());
+        settings.service.media = MediaStoreConfig::S3 {
+            bucket: "b".into(),
+            prefix: String::new(),
+            endpoint: None,
+            region: "r".into(),
+            access_key_id: Some("id".into()),
+            secret_access_key: Some("SECRET-s3".into()),
+        };
+        for text in [
+            format!("{settings:?}"),
+            format!("{settings:#?}"),
+            format!("{:?}", settings.mail),
+            format!("{:?}", settings.metrics_access),
+        ] {
+            assert!(!text.contains("SECRET"), "{text}");
+        }
+        for url in [
+            "redis://:SECRET@h:6379",
+            "rediss://user:SECRET@h:6380/0",
+            "redis+cluster://user:SECRET@a:1,b:2",
+        ] {
+            let target = app::ssr::RedisTarget::parse(url).unwrap();
+            let text = format!("{target:?}");
+            assert!(!text.contains("SECRET"), "{text}");
+        }
+        // Still useful: where things are.
+        assert!(format!("{settings:?}").contains("postgres://u:***@h/db"));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! `SameSite=Lax` on the session cookie is the second, independent layer.
 
 use axum::extract::Request;
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use app::ssr::accounts::sessions;
@@ -26,7 +26,13 @@ pub fn is_cross_site(request: &Request) -> bool {
     ) {
         return false;
     }
-    let headers = request.headers();
+    from_elsewhere(request.headers())
+}
+
+/// Whether the browser says the request was started by another site (the
+/// rules of the module comment), whatever its method: for the few GETs
+/// that spend something (`crate::export`).
+pub fn from_elsewhere(headers: &HeaderMap) -> bool {
     let allowed = match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         Some(site) => matches!(site, "same-origin" | "none"),
         None => match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {

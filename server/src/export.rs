@@ -1,8 +1,12 @@
 //! `GET /account/export`: the signed-in user's data as a JSON download
 //! (`app::ssr::accounts::export` gathers it). A plain route rather than a
 //! server function: a link the browser saves as a file, with or without
-//! JavaScript. A GET that changes nothing, so the CSRF check of posts has
-//! nothing to guard; another site cannot read the answer (no CORS).
+//! JavaScript. Another site cannot read the answer (no CORS), but a GET
+//! still spends one of the user's exports and drops a file into their
+//! Downloads: so a request the browser says another site started (a link,
+//! a redirect, `window.open` on a hostile page; `crate::csrf`'s rules) is
+//! refused before the session is even read. The account page's link is
+//! `same-origin`, a typed address `none`.
 
 use app::ssr::accounts::{self, sessions};
 use app::ssr::{AppState, RequestMeta};
@@ -24,6 +28,10 @@ where
 
 async fn download(State(state): State<AppState>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
+    if crate::csrf::from_elsewhere(&parts.headers) {
+        tracing::warn!(path = PATH, "cross-site export refused");
+        return refused_from_elsewhere(&parts.headers);
+    }
     let meta = RequestMeta::from_parts(&parts, &state.config.trusted_proxies);
     let session = match &meta.session_token {
         Some(token) => sessions::load(&state, token).await,
@@ -66,4 +74,31 @@ fn failed(error: app::error::AppError) -> Response {
     let status =
         StatusCode::from_u16(error.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, error.to_string()).into_response()
+}
+
+/// 403: a page for a browser's navigation, the `AppError` for a script.
+fn refused_from_elsewhere(headers: &header::HeaderMap) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if !wants_html {
+        let error = app::error::AppError::Forbidden;
+        return (StatusCode::FORBIDDEN, axum::Json(error)).into_response();
+    }
+    let page = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+        <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+        <title>Download refused · Folio</title></head><body><main>\
+        <h1>Download refused</h1>\
+        <p>Another site tried to download your Folio data. Nothing was downloaded.</p>\
+        <p>To download your data, use the button on <a href=\"/account\">your account page</a>.</p>\
+        </main></body></html>\n";
+    let mut response = (StatusCode::FORBIDDEN, page).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }

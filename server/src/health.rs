@@ -1,11 +1,15 @@
 //! `/healthz`: the process answers. `/readyz`: its dependencies answer too,
 //! so a load balancer stops sending traffic to an instance that cannot serve.
 //! A read replica that does not answer makes the instance degraded, not
-//! unready: its reads go to the primary. The Postgres and Redis probe feeds
-//! `folio_dependency_up` on `/metrics`, for alerting (the replicas have
-//! `folio_replica_up`, from their own probe).
+//! unready: its reads go to the primary. So does a primary missing for less
+//! than `primary_grace` (a failover): reads go on, writes are "paused".
+//!
+//! Anyone can reach `/readyz`, so it says only the overall state
+//! (`{"status": "ok" | "degraded" | "unavailable"}`, with 200 or 503): which
+//! dependency failed, and the replicas' hosts, ports and databases, are for
+//! the operator, on `/metrics` (`folio_dependency_up`, fed by the same
+//! probe, and `folio_replica_up`, from the replicas' own probe).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use app::ssr::AppState;
@@ -20,14 +24,7 @@ pub async fn healthz() -> &'static str {
 
 #[derive(Serialize)]
 pub struct Readiness {
-    postgres: &'static str,
-    redis: &'static str,
-    /// Only with replicas configured: `ok`, or `degraded` when one or more
-    /// do not answer (named in `replica_status`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    replicas: Option<&'static str>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    replica_status: BTreeMap<String, &'static str>,
+    status: &'static str,
 }
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -90,37 +87,17 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
         },
         replicas,
     ) = tokio::join!(probe(&state), state.db.replicas_answering(PROBE_TIMEOUT));
-    let word = |up: bool| if up { "ok" } else { "unavailable" };
     // A primary missing for less than `primary_grace` is a failover under
     // way: reads are served and writes answered "paused", so the instance
-    // stays in its load balancer (see `ServiceConfig::primary_grace`).
+    // stays in its load balancer, degraded (see `ServiceConfig::primary_grace`).
     let primary_down_for = state.db.primary_answered(postgres);
     let changing_over = !postgres && primary_down_for < state.config.primary_grace;
-    let status = if (postgres || changing_over) && redis {
-        StatusCode::OK
+    let (code, status) = if !((postgres || changing_over) && redis) {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    } else if changing_over || replicas.iter().any(|(_, up)| !up) {
+        (StatusCode::OK, "degraded")
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        (StatusCode::OK, "ok")
     };
-    (
-        status,
-        Json(Readiness {
-            postgres: if changing_over {
-                "writes_paused"
-            } else {
-                word(postgres)
-            },
-            redis: word(redis),
-            replicas: (!replicas.is_empty()).then(|| {
-                if replicas.iter().all(|(_, up)| *up) {
-                    "ok"
-                } else {
-                    "degraded"
-                }
-            }),
-            replica_status: replicas
-                .into_iter()
-                .map(|(label, up)| (label, word(up)))
-                .collect(),
-        }),
-    )
+    (code, Json(Readiness { status }))
 }

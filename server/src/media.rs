@@ -4,9 +4,10 @@
 //! The upload is a plain axum handler, not a server function: a file is a
 //! multipart body that server functions would read whole before any check.
 //! Here the declared length is checked before a byte is read (413 at
-//! once), the file is read in chunks up to the limit, and only then
-//! processed. It answers a browser's plain form post (no JavaScript) with
-//! a redirect back to the editor, the result in the URL; a script's request
+//! once), then the session and the user's upload quota (429 at once); the
+//! file is read in chunks up to the limit, and only then processed. It
+//! answers a browser's plain form post (no JavaScript) with a redirect
+//! back to the editor, the result in the URL; a script's request
 //! (`Accept` without `text/html`) with JSON: the profile, or an `AppError`
 //! (the refusal as the `avatar` field's error), as server functions do.
 //! Cross-site posts never get here (`crate::csrf`, in the edge).
@@ -210,6 +211,17 @@ async fn upload(State(state): State<AppState>, request: Request) -> Response {
         Ok(None) => return answer.failed(AppError::Unauthorized),
         Err(error) => return answer.failed(error.into_app_error(&state.metrics)),
     };
+    // The quota before the body: a refused upload is not read.
+    let admitted = match media::admit(&state, &session).await {
+        Ok(admitted) => admitted,
+        Err(error) => {
+            let mut response = answer.failed(error.into_app_error(&state.metrics));
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+    };
     let request = Request::from_parts(parts, body);
     let file = match read_file(request).await {
         Ok(file) => file,
@@ -228,7 +240,7 @@ async fn upload(State(state): State<AppState>, request: Request) -> Response {
             return answer.failed(AppError::BadRequest);
         }
     };
-    match media::upload_avatar(&state, &session, file).await {
+    match media::upload_avatar(&state, &session, admitted, file).await {
         Ok(profile) => answer.saved(profile),
         Err(error) => answer.failed(error.into_app_error(&state.metrics)),
     }

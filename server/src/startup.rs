@@ -227,6 +227,9 @@ fn site_options(settings: &Settings) -> LeptosOptions {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        if let Some(warning) = &settings.public_url_warning {
+            tracing::warn!("WARNING: {warning}");
+        }
         // Redis first: it is the cheaper check, and creates nothing.
         let (redis, redis_target) = connect_redis(&settings).await?;
         let replicas = connect_replicas(&settings)?;
@@ -370,7 +373,8 @@ impl Application {
 /// registry of every `#[server]` function linked in, which
 /// `leptos_routes_with_context` mounts), plus the routes `router` mounts
 /// by hand that take input: the generated link-preview card and the media
-/// files (GET, a path parameter), and the avatar upload (a POST). The
+/// files (GET, a path parameter), the data export (a GET that spends a
+/// quota) and the avatar upload (a multipart POST). The
 /// request fuzzer (`tests/fuzz/`) covers exactly these, so a page or
 /// function added later is fuzzed too.
 pub struct AppRoutes {
@@ -382,7 +386,11 @@ pub fn app_routes() -> AppRoutes {
     let mut pages: Vec<String> = generate_route_list(App)
         .iter()
         .map(|listing| listing.path().to_owned())
-        .chain(["/card/{file}".to_owned(), "/media/{name}".to_owned()])
+        .chain([
+            "/card/{file}".to_owned(),
+            "/media/{name}".to_owned(),
+            crate::export::PATH.to_owned(),
+        ])
         .collect();
     pages.sort();
     pages.dedup();

@@ -127,7 +127,9 @@ impl AvatarRefusal {
                  (on an iPhone: Settings, Camera, Formats, Most Compatible)."
             }
             AvatarRefusal::Unsupported => "Only JPEG, PNG and WebP images are accepted.",
-            AvatarRefusal::TooManyPixels => "This image is too large: at most 8192 × 8192 pixels.",
+            AvatarRefusal::TooManyPixels => {
+                "This image is too large: at most 8192 × 8192 pixels (fewer with transparency or 16-bit colour)."
+            },
         }
     }
 }

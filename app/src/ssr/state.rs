@@ -8,7 +8,7 @@ use super::events::EventsConfig;
 use super::infra::db::{Db, Pools};
 use super::infra::metrics::Metrics;
 use super::infra::redis::Redis;
-use super::media::{Media, MediaStore, MediaStoreConfig, Processor};
+use super::media::{default_slots, Media, MediaStore, MediaStoreConfig, Processor};
 use super::profiles::ProfileCache;
 
 /// "At most `max` events per `window`".
@@ -71,6 +71,10 @@ pub struct ServiceConfig {
     pub avatar_uploads_per_user: Limit,
     /// Where uploaded avatars are stored.
     pub media: MediaStoreConfig,
+    /// Memory all avatar decodes of this process may hold at once (the
+    /// processing queue is bounded by bytes as well as by cores): 256 MiB
+    /// keeps a 1 GiB instance clear of the OOM killer.
+    pub avatar_memory_bytes: u64,
     /// Peers whose `X-Forwarded-For` we believe (the load balancer).
     pub trusted_proxies: Vec<IpAddr>,
     pub profile_cache_ttl: Duration,
@@ -135,6 +139,7 @@ impl Default for ServiceConfig {
             profile_edits_per_user: Limit::new(30, 60),
             avatar_uploads_per_user: Limit::new(20, 3600),
             media: MediaStoreConfig::default(),
+            avatar_memory_bytes: super::media::MAX_DECODE_BYTES,
             trusted_proxies: Vec::new(),
             profile_cache_ttl: Duration::from_secs(3600),
             profile_absent_ttl: Duration::from_secs(60),
@@ -202,7 +207,7 @@ impl AppState {
             recent_writes: RecentWrites::new(&config),
             media: Media {
                 store: media,
-                processor: Processor::default(),
+                processor: Processor::new(default_slots(), config.avatar_memory_bytes),
             },
             metrics,
             redis: redis.into(),

@@ -32,6 +32,67 @@ fn location(response: &reqwest::Response) -> String {
     response.headers()["location"].to_str().unwrap().to_owned()
 }
 
+/// Issue 23, item 8: a hostile page that sends a signed-in browser to
+/// `/account/export` (a link, a redirect, `window.open`) spent one of the
+/// user's exports and dropped their data into Downloads. A navigation from
+/// another site is refused before anything is counted; the account page's
+/// own link (same-origin), a typed address (`none`) and a client that sends
+/// no `Sec-Fetch-Site` download as before.
+#[tokio::test]
+async fn a_cross_site_navigation_to_the_export_is_refused_and_costs_no_export() {
+    let app = spawn_app_with(|s| s.service.exports_per_user = app::ssr::Limit::new(3, 3600)).await;
+    let cookie = app.register("ada").await;
+    let export = |site: Option<&'static str>, accept: &'static str| {
+        let mut request = app
+            .client
+            .get(app.url("/account/export"))
+            .header("accept", accept)
+            .header(
+                "cookie",
+                format!("{SESSION_COOKIE}={}", cookie.token().unwrap()),
+            );
+        if let Some(site) = site {
+            request = request
+                .header("sec-fetch-site", site)
+                .header("sec-fetch-mode", "navigate");
+        }
+        request.send()
+    };
+
+    for _ in 0..5 {
+        for site in ["cross-site", "same-site"] {
+            let response = export(Some(site), HTML).await.unwrap();
+            assert_eq!(response.status(), 403, "{site}");
+            assert!(response.headers().get("content-disposition").is_none());
+            assert!(response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"));
+            let page = response.text().await.unwrap();
+            assert!(page.to_lowercase().contains("another site"), "{page}");
+            assert!(!page.contains("ada@example.com"), "{page}");
+        }
+    }
+    let response = export(Some("cross-site"), "application/json")
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body, serde_json::json!("Forbidden"));
+
+    // None of that was counted: all three downloads remain.
+    for site in [Some("same-origin"), Some("none"), None] {
+        let response = export(site, HTML).await.unwrap();
+        assert_eq!(response.status(), 200, "{site:?}");
+        let data: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(data["account"]["username"], "ada");
+    }
+    assert_eq!(
+        export(Some("same-origin"), HTML).await.unwrap().status(),
+        429
+    );
+}
+
 #[tokio::test]
 async fn a_session_cookie_on_a_second_cookie_line_never_reaches_the_shared_page_cache() {
     let app = spawn_app().await;

@@ -51,6 +51,10 @@ pub enum Class {
     /// Over a raw connection: `CONNECT`, `*`, absolute-form targets, bytes
     /// that are not UTF-8, broken HTTP framing, a body that never comes.
     Raw,
+    /// File uploads (multipart bodies) to the avatar route: pictures real,
+    /// truncated, lying about their size, not pictures; hostile names and
+    /// types; broken framing.
+    Multipart,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1054,4 +1058,120 @@ pub fn raw_probe(pages: Vec<String>) -> BoxedStrategy<RawProbe> {
         raw(bytes, true)
     });
     generated.boxed()
+}
+
+/// A real picture of `side` pixels, as the fuzzer's only valid upload.
+fn small_png(side: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::RgbImage::from_pixel(side, side, image::Rgb([200, 40, 40]))
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+/// Probes of the avatar upload with multipart bodies, browser-made and not.
+/// `own_fields` are the names its form uses.
+pub fn multipart_probe(path: &'static str, own_fields: Vec<String>) -> BoxedStrategy<Probe> {
+    let png = small_png(3);
+    let file = prop_oneof![
+        3 => vec(any::<u8>(), 0..3000),
+        3 => Just(png.clone()),
+        1 => (0..png.len()).prop_map(move |cut| png[..cut].to_vec()),
+        1 => Just(crate::support::pictures::png_claiming(60_000)),
+        1 => Just(crate::support::pictures::png_claiming(8192)),
+        1 => Just(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00".to_vec()),
+        1 => Just(b"RIFF\x10\x00\x00\x00WEBPVP8L".to_vec()),
+        1 => Just(b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>1</script></svg>".to_vec()),
+        1 => Just(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec()),
+        1 => Just(Vec::new()),
+    ];
+    let mut names = own_fields;
+    names.push("avatar".to_owned());
+    let name = prop_oneof![
+        6 => Just("avatar".to_owned()),
+        2 => select(names),
+        1 => hostile_text(),
+    ];
+    let filename = prop_oneof![
+        3 => Just("photo.png".to_owned()),
+        1 => Just("../../etc/passwd".to_owned()),
+        1 => Just("a\"b\r\nX-Injected: 1.png".to_owned()),
+        1 => hostile_text(),
+    ];
+    let part_type = select(
+        &[
+            "image/png",
+            "image/jpeg",
+            "image/svg+xml",
+            "text/html",
+            "application/octet-stream",
+            "",
+            "image/png; charset=\u{0}",
+        ][..],
+    );
+    (
+        file,
+        name,
+        filename,
+        part_type,
+        0..7usize,
+        identity(),
+        any::<bool>(),
+    )
+        .prop_map(
+            move |(file, name, filename, part_type, framing, identity, html)| {
+                const BOUNDARY: &str = "----fuzz7d1f0c";
+                let part = |name: &str, body: &[u8]| {
+                    let mut out = format!(
+                        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; \
+                         filename=\"{filename}\"\r\nContent-Type: {part_type}\r\n\r\n"
+                    )
+                    .into_bytes();
+                    out.extend_from_slice(body);
+                    out.extend_from_slice(b"\r\n");
+                    out
+                };
+                let mut body = part(&name, &file);
+                let mut content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+                match framing {
+                    // Well formed.
+                    0 | 1 => body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes()),
+                    // No closing boundary.
+                    2 => {}
+                    // The header names another boundary.
+                    3 => content_type = "multipart/form-data; boundary=other".to_owned(),
+                    // No boundary at all.
+                    4 => content_type = "multipart/form-data".to_owned(),
+                    // Two files, then a text field.
+                    5 => {
+                        body.extend(part("avatar", &file));
+                        body.extend_from_slice(
+                            format!(
+                                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n1\r\n--{BOUNDARY}--\r\n"
+                            )
+                            .as_bytes(),
+                        );
+                    }
+                    // A part without its headers.
+                    _ => {
+                        body = format!("--{BOUNDARY}\r\n\r\n").into_bytes();
+                        body.extend_from_slice(&file);
+                        body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+                    }
+                }
+                let accept = if html { "text/html" } else { "application/json" };
+                Probe {
+                    class: Class::Multipart,
+                    method: "POST".to_owned(),
+                    target: path.to_owned(),
+                    headers: vec![
+                        header("content-type", content_type),
+                        header("accept", accept),
+                    ],
+                    body,
+                    identity,
+                }
+            },
+        )
+        .boxed()
 }

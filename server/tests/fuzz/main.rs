@@ -68,6 +68,8 @@ async fn malformed_requests_never_get_a_5xx_a_panic_or_anyone_elses_data() {
         s.service.login_failures_per_ip = generous;
         s.service.registrations_per_ip = generous;
         s.service.profile_edits_per_user = generous;
+        s.service.exports_per_user = generous;
+        s.service.avatar_uploads_per_user = generous;
     })
     .await;
 
@@ -112,6 +114,10 @@ async fn malformed_requests_never_get_a_5xx_a_panic_or_anyone_elses_data() {
         let strategy = generate::function_probe(path, own, vocabulary.clone());
         probes.extend(sampler.sample(&strategy, PER_FUNCTION));
     }
+    // The avatar upload is the one route that reads multipart bodies.
+    let upload = app::domain::AVATAR_UPLOAD_PATH;
+    let own = forms.get(upload).cloned().unwrap_or_default();
+    probes.extend(sampler.sample(&generate::multipart_probe(upload, own), PER_FUNCTION));
     let usernames: Vec<String> = ["alice", "bob", "mallory", "nobody_here"]
         .map(str::to_owned)
         .to_vec();
@@ -207,6 +213,26 @@ async fn malformed_requests_never_get_a_5xx_a_panic_or_anyone_elses_data() {
             "no probe of class {class:?}"
         );
     }
+
+    // The probes reached what they are for: the decoder, and the export.
+    for result in ["stored", "not_an_image"] {
+        let series = format!("result=\"{result}\"");
+        assert!(
+            app.labelled_metric("folio_avatar_uploads_total", &series)
+                .await
+                > 0,
+            "no upload {result}"
+        );
+    }
+    assert!(
+        app.labelled_metric(
+            "folio_http_requests_total",
+            r#"route="/account/export",method="GET",status="200""#
+        )
+        .await
+            > 0,
+        "no export downloaded"
+    );
 
     assert_eq!(app.stored_accounts(&untouched).await, stored_before);
     assert_eq!(
@@ -470,6 +496,7 @@ impl Class {
         Class::PageQuery,
         Class::OddPath,
         Class::Raw,
+        Class::Multipart,
     ];
 }
 

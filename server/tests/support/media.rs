@@ -202,7 +202,120 @@ pub fn multipart(
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
+/// A PNG of `side` × `side` 8-bit RGB pixels, all zero: about 190 KB at
+/// 8192 px, which decodes to 192 MiB, the most an avatar may.
+pub fn wide_png(side: u32) -> Vec<u8> {
+    zero_png(side, png::ColorType::Rgb, png::BitDepth::Eight, 3)
+}
+
+/// A PNG of `side` × `side` 16-bit RGBA pixels, all zero: about 510 KB at
+/// 8192 px, which decodes to 512 MiB (`side² × 8` bytes).
+pub fn deep_png(side: u32) -> Vec<u8> {
+    zero_png(side, png::ColorType::Rgba, png::BitDepth::Sixteen, 8)
+}
+
+/// Zero pixels, written row by row, so making the picture costs the test
+/// no buffer of its decoded size.
+fn zero_png(
+    side: u32,
+    color: png::ColorType,
+    depth: png::BitDepth,
+    bytes_per_pixel: usize,
+) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, side, side);
+    encoder.set_color(color);
+    encoder.set_depth(depth);
+    encoder.set_compression(png::Compression::Best);
+    encoder.set_filter(png::FilterType::NoFilter);
+    let mut writer = encoder.write_header().unwrap();
+    let mut stream = writer.stream_writer().unwrap();
+    let row = vec![0u8; side as usize * bytes_per_pixel];
+    for _ in 0..side {
+        stream.write_all(&row).unwrap();
+    }
+    stream.finish().unwrap();
+    writer.finish().unwrap();
+    out
+}
+
+/// The real `server` binary (not `--worker`) serving this app's database,
+/// Redis and key prefix, its memory its own: a test reads its peak RSS
+/// without the test process's own allocations in it. Killed on drop.
+pub struct ServerProcess {
+    child: Child,
+    pub port: u16,
+}
+
+impl ServerProcess {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The process's peak resident set (`VmHWM`), MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server process is alive");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map(|kib| kib / 1024.0)
+            .expect("VmHWM in /proc/<pid>/status")
+    }
+
+    /// Waits until it answers `/readyz`.
+    pub async fn ready(&self) {
+        let url = self.url("/readyz");
+        super::wait_for("server process ready", Duration::from_secs(30), || async {
+            reqwest::get(&url).await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl TestApp {
+    /// Starts the `server` binary on this deployment (no event workers: the
+    /// test's own app has none either). Its avatars go to this app's store.
+    pub fn spawn_server_process(&self) -> ServerProcess {
+        self.spawn_server_process_with(&[])
+    }
+
+    /// The same, with more environment (`FOLIO_AVATAR_MEMORY_MIB`, …).
+    pub fn spawn_server_process_with(&self, env: &[(&str, &str)]) -> ServerProcess {
+        let port = free_port();
+        let s = &self.settings;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_server"));
+        command
+            .env("DATABASE_URL", &s.database_url)
+            .env("REDIS_URL", &s.redis_url)
+            .env("FOLIO_EVENTS_REDIS_URL", &s.events_redis_url)
+            .env("FOLIO_REDIS_PREFIX", &s.service.redis_prefix)
+            .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
+            .env("FOLIO_EVENT_WORKERS", "off")
+            .env("FOLIO_DB_MAX_CONNECTIONS", "4")
+            .env("FOLIO_LOG", "warn")
+            .env("LEPTOS_OUTPUT_NAME", "folio")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let app::ssr::media::MediaStoreConfig::Local { dir } = &s.service.media {
+            command.env("FOLIO_AVATAR_DIR", dir);
+        }
+        command.envs(env.iter().copied());
+        ServerProcess {
+            child: command.spawn().expect("the server binary starts"),
+            port,
+        }
+    }
+
     /// Uploads `bytes` as the avatar, as a script does (JSON back).
     pub async fn upload_avatar(&self, cookie: &Cookie, bytes: &[u8]) -> reqwest::Response {
         self.upload_avatar_as(cookie, "photo.jpg", "image/jpeg", bytes, "application/json")
@@ -219,10 +332,31 @@ impl TestApp {
         bytes: &[u8],
         accept: &str,
     ) -> reqwest::Response {
+        self.upload_avatar_to(
+            &self.url("/settings/profile/avatar"),
+            cookie,
+            filename,
+            content_type,
+            bytes,
+            accept,
+        )
+        .await
+    }
+
+    /// The same upload to `url` (another server of this deployment).
+    pub async fn upload_avatar_to(
+        &self,
+        url: &str,
+        cookie: &Cookie,
+        filename: &str,
+        content_type: &str,
+        bytes: &[u8],
+        accept: &str,
+    ) -> reqwest::Response {
         let (form_type, body) = multipart("avatar", filename, content_type, bytes);
         let mut request = self
             .client
-            .post(self.url("/settings/profile/avatar"))
+            .post(url)
             .header(reqwest::header::CONTENT_TYPE, form_type)
             .header(reqwest::header::ACCEPT, accept)
             .body(body);

@@ -23,8 +23,11 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-/// Where Redis is: one server, or the seed nodes of a cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use super::redact::redact;
+
+/// Where Redis is: one server, or the seed nodes of a cluster. Its `Debug`
+/// shows the URLs without their passwords.
+#[derive(Clone, PartialEq, Eq)]
 pub enum RedisTarget {
     /// A `redis://` (or `rediss://`) URL, as the redis crate reads it.
     Standalone(String),
@@ -69,6 +72,18 @@ impl RedisTarget {
 
     pub fn is_cluster(&self) -> bool {
         matches!(self, Self::Cluster(_))
+    }
+}
+
+impl std::fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Standalone(url) => f.debug_tuple("Standalone").field(&redact(url)).finish(),
+            Self::Cluster(nodes) => f
+                .debug_tuple("Cluster")
+                .field(&nodes.iter().map(|n| redact(n)).collect::<Vec<_>>())
+                .finish(),
+        }
     }
 }
 

@@ -18,7 +18,9 @@ use std::time::Instant;
 
 use sqlx::PgConnection;
 
-pub use process::{process_now, Processed, Processor, MAX_DECODE_BYTES};
+pub use process::{
+    decode_cost, default_slots, process_now, Processed, Processor, MAX_DECODE_BYTES,
+};
 pub use store::{MediaStore, MediaStoreConfig};
 
 use crate::domain::{AvatarKey, AvatarRefusal, AVATAR_SIZES};
@@ -51,16 +53,32 @@ pub fn refused(refusal: AvatarRefusal) -> AppError {
     AppError::Validation(FieldErrors::single(AVATAR_FIELD, refusal.message()))
 }
 
-/// Makes `bytes` the user's avatar: processed, stored (once per picture),
-/// shown on their profile from the next read on. The picture it replaces is
-/// released (the `media` consumer deletes its files if nobody else uses it).
-pub async fn upload_avatar(state: &AppState, session: &Session, bytes: Vec<u8>) -> Result<Profile> {
+/// An upload counted against the user's quota. Only [`admit`] makes one,
+/// so no upload is processed uncounted, and the route asks for it before
+/// reading the body: a user out of uploads costs no 8 MB read.
+#[derive(Debug)]
+pub struct Admitted(());
+
+/// Counts an upload against the user's quota, or refuses it (429).
+pub async fn admit(state: &AppState, session: &Session) -> Result<Admitted> {
     rate_limit::require(
         state,
         &format!("avatar_upload:user:{}", session.user_id),
         state.config.avatar_uploads_per_user,
     )
     .await?;
+    Ok(Admitted(()))
+}
+
+/// Makes `bytes` the user's avatar: processed, stored (once per picture),
+/// shown on their profile from the next read on. The picture it replaces is
+/// released (the `media` consumer deletes its files if nobody else uses it).
+pub async fn upload_avatar(
+    state: &AppState,
+    session: &Session,
+    _admitted: Admitted,
+    bytes: Vec<u8>,
+) -> Result<Profile> {
     let started = Instant::now();
     let processed = match state.media.processor.process(bytes).await? {
         Ok(processed) => processed,

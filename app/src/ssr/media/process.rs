@@ -12,6 +12,18 @@
 //! (width, height, memory) before it reads a pixel: a small file whose
 //! header claims 60 000 × 60 000 pixels is refused from its header.
 //!
+//! Memory is reserved before it is allocated. `image` enforces
+//! `Limits::max_alloc` only in `ImageReader::decode()`, not in the
+//! `into_decoder()` + `DynamicImage::from_decoder()` used here (for the EXIF
+//! orientation), so [`decode_cost`] reserves, from the header alone, the
+//! decoded buffer (`total_bytes()`: an 8192 × 8192 16-bit RGBA PNG of 510 KB
+//! is 512 MiB), the 8-bit copy made for the resizer when the decoded colour
+//! type is another, and the resizer's intermediate rows, against
+//! [`MAX_DECODE_BYTES`]; what passes is then reserved against the
+//! [`Processor`]'s byte budget, shared by every upload of the process, before
+//! the decode starts. So no decode allocates past its limit, and all decodes
+//! together stay within the budget, however many uploads arrive.
+//!
 //! Centre square crop and EXIF orientation commute (rotating or mirroring a
 //! picture maps its centred square onto the centred square of the result),
 //! so the crop and the resize run on the sensor's pixels and the
@@ -26,7 +38,9 @@ use fast_image_resize as fr;
 use image::codecs::webp::WebPEncoder;
 use image::error::{ImageError, LimitErrorKind};
 use image::metadata::Orientation;
-use image::{DynamicImage, ExtendedColorType, ImageDecoder, ImageFormat, ImageReader, Limits};
+use image::{
+    ColorType, DynamicImage, ExtendedColorType, ImageDecoder, ImageFormat, ImageReader, Limits,
+};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
@@ -34,10 +48,12 @@ use crate::domain::{AvatarKey, AvatarRefusal, AVATAR_SIZES, MAX_AVATAR_SIDE};
 use crate::error::AppError;
 use crate::ssr::{Error, Result};
 
-/// At most this much memory for one decode (the decoded pixels and the
-/// decoder's own buffers): an 8192 × 8192 RGB picture is 192 MiB; with alpha
-/// it would be 256 MiB, and is refused.
+/// At most this much memory for one decode (the decoded pixels, the 8-bit
+/// copy and the resizer's rows, see [`decode_cost`]): an 8192 × 8192 RGB
+/// picture is 198 MiB; with alpha it would be 264 MiB, and is refused.
 pub const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+
+const MIB: u64 = 1024 * 1024;
 
 /// How long an upload waits for a processing slot before the server says
 /// it is busy (503) rather than queueing without end.
@@ -59,59 +75,147 @@ pub struct Processed {
 }
 
 /// Runs [`process_now`] on the blocking pool, at most one per core at a
-/// time (a decode is all CPU, and its memory is up to [`MAX_DECODE_BYTES`]):
-/// the async workers keep serving pages meanwhile, and a burst of uploads
-/// queues here instead of holding a decoded photo each.
+/// time (a decode is all CPU) and only while the bytes it will allocate fit
+/// in the memory budget (a semaphore whose permits are MiB): the async
+/// workers keep serving pages meanwhile, and a burst of uploads queues here
+/// instead of holding a decoded photo each. Slots alone would not bound the
+/// memory: two slots of 256 MiB pictures are 512 MiB.
 #[derive(Clone)]
 pub struct Processor {
-    permits: Arc<Semaphore>,
+    slots: Arc<Semaphore>,
+    /// Permits are MiB of decoding memory.
+    memory: Arc<Semaphore>,
+    memory_mib: u32,
 }
 
 impl Default for Processor {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
-        Self::new(cores)
+        Self::new(default_slots(), MAX_DECODE_BYTES)
     }
 }
 
+/// One processing slot per core.
+pub fn default_slots() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
 impl Processor {
-    pub fn new(slots: usize) -> Self {
+    /// `slots` decodes at a time, together within `memory_bytes` (raised to
+    /// [`MAX_DECODE_BYTES`]: a picture allowed alone must fit).
+    pub fn new(slots: usize, memory_bytes: u64) -> Self {
+        let memory_mib = u32::try_from(memory_bytes.max(MAX_DECODE_BYTES).div_ceil(MIB))
+            .unwrap_or(u32::MAX)
+            .min(Semaphore::MAX_PERMITS as u32);
         Self {
-            permits: Arc::new(Semaphore::new(slots.max(1))),
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+            memory: Arc::new(Semaphore::new(memory_mib as usize)),
+            memory_mib,
         }
     }
 
     /// The avatar made from `bytes`, or why it cannot be made.
     pub async fn process(
         &self,
-        bytes: impl AsRef<[u8]> + Send + 'static,
+        bytes: impl AsRef<[u8]> + Send + Sync + 'static,
     ) -> Result<std::result::Result<Processed, AvatarRefusal>> {
-        let permit = tokio::time::timeout(QUEUE_TIMEOUT, self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| Error::App(AppError::Unavailable))?
-            .map_err(|_| Error::App(AppError::Unavailable))?;
         let span = tracing::Span::current();
+        let bytes = Arc::new(bytes);
+        // The header only (no pixel is decoded), off the async workers all
+        // the same: it is the client's bytes.
+        let cost = {
+            let (bytes, span) = (bytes.clone(), span.clone());
+            tokio::task::spawn_blocking(move || {
+                let _entered = span.enter();
+                decode_cost((*bytes).as_ref())
+            })
+            .await?
+        };
+        let cost = match cost {
+            Ok(cost) => cost,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let mib = u32::try_from(cost.div_ceil(MIB))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.memory_mib);
+        let busy = |_| Error::App(AppError::Unavailable);
+        // Memory first, then a core, always in this order: no upload holds
+        // a slot while it waits for memory another one needs.
+        let memory =
+            tokio::time::timeout(QUEUE_TIMEOUT, self.memory.clone().acquire_many_owned(mib))
+                .await
+                .map_err(busy)?
+                .map_err(|_| Error::App(AppError::Unavailable))?;
+        let slot = tokio::time::timeout(QUEUE_TIMEOUT, self.slots.clone().acquire_owned())
+            .await
+            .map_err(busy)?
+            .map_err(|_| Error::App(AppError::Unavailable))?;
         Ok(tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let _permit = permit;
-            process_now(bytes.as_ref())
+            let _reserved = (memory, slot);
+            process_now((*bytes).as_ref())
         })
         .await?)
     }
 }
 
-/// The whole pipeline, on the calling thread (see the module comment).
-pub fn process_now(bytes: &[u8]) -> std::result::Result<Processed, AvatarRefusal> {
+/// The bytes decoding `bytes` will allocate at most (the decoded picture,
+/// an 8-bit copy when it decodes to another colour type, the resizer's
+/// rows), read from its header alone; refused when that passes
+/// [`MAX_DECODE_BYTES`] or the header does (see the module comment).
+pub fn decode_cost(bytes: &[u8]) -> std::result::Result<u64, AvatarRefusal> {
+    let (_, decoder) = open(bytes)?;
+    reserve(&decoder)
+}
+
+/// The format and a decoder that has read the header (and has `Limits`).
+fn open(bytes: &[u8]) -> std::result::Result<(ImageFormat, impl ImageDecoder + '_), AvatarRefusal> {
     let format = sniff(bytes)?;
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
         return Err(AvatarRefusal::NotAnImage);
     }
-    let started = Instant::now();
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(limits());
-    let mut decoder = reader.into_decoder().map_err(refusal)?;
+    Ok((format, reader.into_decoder().map_err(refusal)?))
+}
+
+/// Reserves what decoding with `decoder` allocates against the limit, with
+/// `image`'s own accounting (`Limits::reserve`), which
+/// `DynamicImage::from_decoder` skips.
+fn reserve(decoder: &impl ImageDecoder) -> std::result::Result<u64, AvatarRefusal> {
+    let (width, height) = decoder.dimensions();
+    let pixels = u64::from(width) * u64::from(height);
+    let color = decoder.color_type();
+    let eight_bit = if color.has_alpha() {
+        ColorType::Rgba8
+    } else {
+        ColorType::Rgb8
+    };
+    let channels = u64::from(eight_bit.bytes_per_pixel());
+    let decoded = decoder.total_bytes();
+    let copy = if color == eight_bit {
+        0
+    } else {
+        pixels.saturating_mul(channels)
+    };
+    // Lanczos3 resizes rows first: the largest size's width by every row
+    // of the source.
+    let largest = u64::from(*AVATAR_SIZES.last().expect("sizes"));
+    let rows = largest * u64::from(height) * channels;
+    let mut limits = limits();
+    for amount in [decoded, copy, rows] {
+        limits.reserve(amount).map_err(refusal)?;
+    }
+    Ok(decoded.saturating_add(copy).saturating_add(rows))
+}
+
+/// The whole pipeline, on the calling thread (see the module comment).
+pub fn process_now(bytes: &[u8]) -> std::result::Result<Processed, AvatarRefusal> {
+    let started = Instant::now();
+    let (format, mut decoder) = open(bytes)?;
+    // Before a pixel is allocated (module comment).
+    reserve(&decoder)?;
     // An orientation that cannot be read is no orientation: the picture
     // is still the picture.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
