@@ -7,6 +7,7 @@ mod device_cookies;
 mod hardening;
 mod health;
 mod lifecycle;
+mod page_policy;
 mod previews;
 mod profiles;
 mod robustness;
