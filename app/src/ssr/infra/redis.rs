@@ -16,6 +16,7 @@
 //! nodes listed (the client learns the rest, and every change of slots,
 //! from them).
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -85,6 +86,18 @@ pub const SERVICE_TIMEOUTS: Timeouts = Timeouts {
     response: Duration::from_secs(2),
 };
 
+/// Every cluster client gives up on a node that stays unreachable (a dead
+/// master, once its replica is promoted) after this many attempts, about
+/// 6 s of reconnecting. Without a limit, a connection that never sends to
+/// that node's old slots (an event consumer reading one partition, the
+/// invalidations subscriber) learns nothing of the new layout and retries
+/// it, logging a warning, every second for as long as the process lives.
+/// A node given up is connected again as soon as the slots name it.
+pub const NODE_CONNECTION_ATTEMPTS: NonZeroUsize = match NonZeroUsize::new(10) {
+    Some(attempts) => attempts,
+    None => panic!("not zero"),
+};
+
 fn cluster_client(nodes: &[String], timeouts: Timeouts) -> redis::RedisResult<ClusterClient> {
     ClusterClientBuilder::new(nodes.to_vec())
         .connection_timeout(timeouts.connect)
@@ -94,6 +107,7 @@ fn cluster_client(nodes: &[String], timeouts: Timeouts) -> redis::RedisResult<Cl
         .retries(6)
         .min_retry_wait(50)
         .max_retry_wait(1_000)
+        .max_connection_attempts(NODE_CONNECTION_ATTEMPTS)
         .build()
 }
 
