@@ -4,7 +4,8 @@
 # it should and stays quiet when it should not), and every alert has a
 # severity, a summary, a runbook section and those tests
 # (deploy/monitoring/tests/check_alerts.py). The same rules against a real
-# Prometheus: scripts/monitoring-test.sh.
+# Prometheus: scripts/monitoring-test.sh. That every series they read is
+# exported by a running server: server/tests/alert_series.rs.
 set -euo pipefail
 # shellcheck source=common.sh
 source "$(dirname "$0")/common.sh"

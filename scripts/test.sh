@@ -28,6 +28,8 @@ say "monitoring: rules, configurations, promtool unit tests of every alert"
 ./scripts/monitoring-check.sh
 
 say "Rust tests"
+# tests/alert_series.rs among them: every series the alert rules read is
+# in a real /metrics scrape (the cluster rules' on a Redis Cluster).
 cargo test -p app --features ssr
 cargo test -p server
 

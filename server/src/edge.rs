@@ -5,7 +5,10 @@
 //! (`crate::target`) and cross-site writes (`crate::csrf`), answers from a
 //! stored profile page when it can (`crate::page_cache`), records its
 //! metrics, and on the way out adds the security headers and the cache
-//! policy (`crate::hygiene`) and says which instance answered. A page
+//! policy (`crate::hygiene`) and says which instance answered. An HTML page
+//! without its own Content-Security-Policy (with a nonce) is never sent: the
+//! fallback policy would block the page's styles and scripts, so it is
+//! logged, counted (`folio_pages_without_policy_total`) and answered 500. A page
 //! request carrying a form error this server did not seal is sent back
 //! without it, and an answer to a post redirects only within this site with
 //! its error sealed (`crate::form_errors`). A handler's
@@ -26,7 +29,7 @@ use std::time::Instant;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use app::ssr::AppState;
@@ -55,6 +58,8 @@ pub struct Edge {
     form_errors: FormErrorSeal,
     /// `Strict-Transport-Security`, when the deployment is behind TLS.
     hsts: Option<HeaderValue>,
+    /// HTML pages refused for want of their policy (see the module comment).
+    pages_without_policy: ::metrics::Counter,
 }
 
 impl Edge {
@@ -65,6 +70,12 @@ impl Edge {
         form_errors: FormErrorSeal,
         hsts_max_age: Option<u64>,
     ) -> Arc<Self> {
+        app.metrics.describe_counter(
+            "folio_pages_without_policy_total",
+            "HTML pages answered 500 because they came without their own \
+             Content-Security-Policy (a bug: they would not have loaded).",
+        );
+        let pages_without_policy = app.metrics.counter("folio_pages_without_policy_total", &[]);
         Arc::new(Self {
             http_metrics: HttpMetrics::new(&app.metrics),
             app,
@@ -75,6 +86,7 @@ impl Edge {
             hsts: hsts_max_age.and_then(|age| {
                 HeaderValue::from_str(&format!("max-age={age}; includeSubDomains")).ok()
             }),
+            pages_without_policy,
         })
     }
 }
@@ -171,6 +183,16 @@ pub async fn around_every_request(
             // The panic hook has logged it, in this span.
             return panics::answer_for_route(response, route.as_str());
         }
+        let response = if hygiene::is_page_without_policy(&response) {
+            tracing::error!(
+                status = response.status().as_u16(),
+                "a page without its Content-Security-Policy refused"
+            );
+            edge.pages_without_policy.increment(1);
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        } else {
+            response
+        };
         if response.status().is_server_error() {
             tracing::error!(status = response.status().as_u16(), "request failed");
         }

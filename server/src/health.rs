@@ -27,7 +27,7 @@ pub struct Readiness {
     status: &'static str,
 }
 
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Whether each dependency answered a trivial request (each bounded by
 /// `PROBE_TIMEOUT`, both at once): for `/readyz`, and for the

@@ -80,6 +80,24 @@ pub fn add_security_headers(headers: &mut HeaderMap) {
     }
 }
 
+/// An HTML page (rendered, or stored and replayed) that comes without the
+/// policy its handler sets: every page sets exactly one (a rendered page the
+/// one with the nonce of its inline scripts, see `app::ui::shell`). Without
+/// it the fallback of [`add_security_headers`] would apply, and the browser
+/// would block the page's stylesheet, scripts and WASM.
+pub fn is_page_without_policy(response: &Response) -> bool {
+    let headers = response.headers();
+    let html = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    html && headers
+        .get_all(header::CONTENT_SECURITY_POLICY)
+        .iter()
+        .count()
+        != 1
+}
+
 /// Whether the request carries a session cookie (valid or not): such a
 /// visitor's pages show who is signed in, so they are never shared. The same
 /// parser as the renderer's (`app::ssr::request`), so that no request is
@@ -248,5 +266,37 @@ mod tests {
         assert!(is_hashed_asset("/pkg/folio.fr7sOD83bW9T-phh70zRSg.wasm"));
         assert!(!is_hashed_asset("/pkg/folio.js"));
         assert!(!is_hashed_asset("/pkg/folio_bg.wasm"));
+    }
+
+    #[test]
+    fn an_html_answer_needs_exactly_one_policy_of_its_own() {
+        use super::{header, HeaderValue, Response};
+        let page = |policies: &[&'static str]| {
+            let mut response = Response::new(axum::body::Body::empty());
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            for policy in policies {
+                headers.append(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(policy),
+                );
+            }
+            response
+        };
+        assert!(super::is_page_without_policy(&page(&[])));
+        assert!(super::is_page_without_policy(&page(&[
+            "default-src 'self'",
+            "default-src 'none'"
+        ])));
+        assert!(!super::is_page_without_policy(&page(&[
+            "script-src 'nonce-abc'"
+        ])));
+        // Not a page: JSON, files and empty answers get the fallback.
+        assert!(!super::is_page_without_policy(&Response::new(
+            axum::body::Body::empty()
+        )));
     }
 }

@@ -18,7 +18,11 @@ pub fn routes<S: Clone + Send + Sync + 'static>(mailbox: Arc<DevMailbox>) -> Rou
     Router::new().route(PATH, get(page).with_state(mailbox))
 }
 
-async fn page(State(mailbox): State<Arc<DevMailbox>>) -> Html<String> {
+/// No script and no style: the strictest policy, set here because an HTML
+/// answer without a policy of its own is refused at the edge (`crate::edge`).
+async fn page(
+    State(mailbox): State<Arc<DevMailbox>>,
+) -> ([(axum::http::HeaderName, &'static str); 1], Html<String>) {
     let messages = mailbox.messages();
     let mut html = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -49,7 +53,13 @@ async fn page(State(mailbox): State<Arc<DevMailbox>>) -> Html<String> {
         ));
     }
     html.push_str("</body></html>");
-    Html(html)
+    (
+        [(
+            axum::http::header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        )],
+        Html(html),
+    )
 }
 
 /// The text body, escaped, with its http(s) addresses made links to click.

@@ -175,7 +175,7 @@ pub async fn render(
         .metrics
         .password_queue_depth
         .set(state.passwords.queue_depth() as f64);
-    let dependencies = health::probe(&state).await;
+    let (dependencies, ()) = tokio::join!(health::probe(&state), probe_cluster(&state));
     let up = |answered: bool| if answered { 1.0 } else { 0.0 };
     state.metrics.postgres_up.set(up(dependencies.postgres));
     if let Some(timeline) = dependencies.primary_timeline {
@@ -187,4 +187,34 @@ pub async fn render(
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// On a Redis Cluster, what the cluster says of itself, for the cluster
+/// alerts: `folio_redis_cluster_ok` (`cluster_state:ok`, 0 also when no
+/// node answers) and `folio_redis_cluster_epoch` (`cluster_current_epoch`,
+/// which every failover raises). Not exported on a standalone server.
+async fn probe_cluster(state: &AppState) {
+    if !state.redis.is_cluster() {
+        return;
+    }
+    let metrics = &state.metrics;
+    metrics.describe_gauge(
+        "folio_redis_cluster_ok",
+        "1 when a Redis Cluster node reported cluster_state:ok at the last scrape, else 0.",
+    );
+    metrics.describe_gauge(
+        "folio_redis_cluster_epoch",
+        "Redis Cluster's current epoch at the last scrape: it goes up with every failover.",
+    );
+    let ok = metrics.gauge("folio_redis_cluster_ok", &[]);
+    match tokio::time::timeout(health::PROBE_TIMEOUT, state.redis.cluster_health()).await {
+        Ok(Ok(Some(cluster))) => {
+            ok.set(if cluster.ok { 1.0 } else { 0.0 });
+            metrics
+                .gauge("folio_redis_cluster_epoch", &[])
+                .set(cluster.current_epoch as f64);
+        }
+        // The epoch keeps its last value: unknown is not a failover.
+        _ => ok.set(0.0),
+    }
 }

@@ -91,6 +91,12 @@ fn set_content_security_policy(options: &LeptosOptions) {
     let (Some(nonce), Some(response)) =
         (use_nonce(), use_context::<leptos_axum::ResponseOptions>())
     else {
+        // The edge refuses the page (a 500, counted): say which was missing.
+        tracing::error!(
+            nonce = use_nonce().is_some(),
+            response_options = use_context::<leptos_axum::ResponseOptions>().is_some(),
+            "no Content-Security-Policy for this page"
+        );
         return;
     };
     // `cargo leptos watch` reloads the page over a websocket on its own port.

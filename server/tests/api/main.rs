@@ -8,6 +8,7 @@ mod hardening;
 mod health;
 mod lifecycle;
 mod links;
+mod page_policy;
 mod previews;
 mod profiles;
 mod reauthentication;

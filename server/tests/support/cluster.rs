@@ -103,7 +103,29 @@ impl RedisCluster {
             .expect("redis-cli --cluster create runs");
         assert!(created.success(), "redis-cli --cluster create failed");
         cluster.wait_until_ok(Duration::from_secs(30));
+        cluster.wait_for_replication(Duration::from_secs(30));
         cluster
+    }
+
+    /// Waits until every replica has synchronised with its master: a
+    /// replica that never had its master's data refuses to take over
+    /// from it (no failover at all for a cluster killed just after start).
+    pub fn wait_for_replication(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        for node in self.running() {
+            loop {
+                let info = redis_cli(node.port, &["INFO", "replication"]);
+                if info.contains("role:master") || info.contains("master_link_status:up") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "replica {} not in sync after {limit:?}: {info}",
+                    node.port
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 
     /// `REDIS_URL` for Folio: every node a seed.

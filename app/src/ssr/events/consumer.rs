@@ -155,6 +155,14 @@ pub async fn run(
     mut stop: Stop,
 ) {
     let config = state.config.events.clone();
+    // The group's series exist from the start, at zero: an alert on a
+    // series that appears only with the first dead letter cannot tell
+    // "none yet" from "not exported", and `increase()` misses that first one.
+    let group = [("group", consumer.group().into())];
+    let _ = state.metrics.counter("folio_dead_letters_total", &group);
+    let _ = state
+        .metrics
+        .histogram("folio_event_latency_seconds", &group);
     let mut reader = Reader {
         stream: stream_key(&state, partition),
         lease: lease_key(&state, partition, consumer.group()),

@@ -16,6 +16,7 @@
 //! nodes listed (the client learns the rest, and every change of slots,
 //! from them).
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -100,6 +101,18 @@ pub const SERVICE_TIMEOUTS: Timeouts = Timeouts {
     response: Duration::from_secs(2),
 };
 
+/// Every cluster client gives up on a node that stays unreachable (a dead
+/// master, once its replica is promoted) after this many attempts, about
+/// 6 s of reconnecting. Without a limit, a connection that never sends to
+/// that node's old slots (an event consumer reading one partition, the
+/// invalidations subscriber) learns nothing of the new layout and retries
+/// it, logging a warning, every second for as long as the process lives.
+/// A node given up is connected again as soon as the slots name it.
+pub const NODE_CONNECTION_ATTEMPTS: NonZeroUsize = match NonZeroUsize::new(10) {
+    Some(attempts) => attempts,
+    None => panic!("not zero"),
+};
+
 fn cluster_client(nodes: &[String], timeouts: Timeouts) -> redis::RedisResult<ClusterClient> {
     ClusterClientBuilder::new(nodes.to_vec())
         .connection_timeout(timeouts.connect)
@@ -109,6 +122,7 @@ fn cluster_client(nodes: &[String], timeouts: Timeouts) -> redis::RedisResult<Cl
         .retries(6)
         .min_retry_wait(50)
         .max_retry_wait(1_000)
+        .max_connection_attempts(NODE_CONNECTION_ATTEMPTS)
         .build()
 }
 
@@ -186,6 +200,44 @@ impl Redis {
     pub fn is_cluster(&self) -> bool {
         matches!(self, Redis::Cluster(_))
     }
+
+    /// `CLUSTER INFO` as one node (any) sees it; `None` on a standalone
+    /// server, which has no cluster state.
+    pub async fn cluster_health(&self) -> redis::RedisResult<Option<ClusterHealth>> {
+        let Redis::Cluster(cluster) = self else {
+            return Ok(None);
+        };
+        let info: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query_async(&mut cluster.clone())
+            .await?;
+        Ok(Some(ClusterHealth::parse(&info)))
+    }
+}
+
+/// The two lines of `CLUSTER INFO` the alerts read (deploy/monitoring:
+/// `FolioRedisClusterDegraded`, `FolioRedisClusterFailover`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterHealth {
+    /// `cluster_state:ok`: every slot has a master that answers.
+    pub ok: bool,
+    /// `cluster_current_epoch`: goes up with every failover (and slot move).
+    pub current_epoch: u64,
+}
+
+impl ClusterHealth {
+    fn parse(info: &str) -> Self {
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.trim().strip_prefix(name)?.strip_prefix(':'))
+        };
+        Self {
+            ok: field("cluster_state") == Some("ok"),
+            current_epoch: field("cluster_current_epoch")
+                .and_then(|epoch| epoch.parse().ok())
+                .unwrap_or(0),
+        }
+    }
 }
 
 /// Opens connections of their own, for what must not share the services'
@@ -248,5 +300,21 @@ mod tests {
         for bad in ["", "http://x", "redis+cluster://", "redis+cluster://a:1/0"] {
             assert!(RedisTarget::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn cluster_info_gives_the_state_and_the_epoch() {
+        let info = "cluster_state:ok\r\ncluster_slots_assigned:16384\r\n\
+                    cluster_current_epoch:7\r\ncluster_my_epoch:2\r\n";
+        assert_eq!(
+            ClusterHealth::parse(info),
+            ClusterHealth {
+                ok: true,
+                current_epoch: 7
+            }
+        );
+        let failed = ClusterHealth::parse("cluster_state:fail\r\ncluster_current_epoch:8\r\n");
+        assert!(!failed.ok);
+        assert_eq!(failed.current_epoch, 8);
     }
 }

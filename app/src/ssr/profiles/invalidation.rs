@@ -138,6 +138,7 @@ async fn listen_on_cluster(state: &AppState, nodes: Vec<String>) {
         .push_sender(pushes)
         .connection_timeout(SUBSCRIBE_TIMEOUT)
         .response_timeout(SUBSCRIBE_TIMEOUT)
+        .max_connection_attempts(crate::ssr::infra::redis::NODE_CONNECTION_ATTEMPTS)
         .build();
     let connect = async {
         let mut connection = client?.get_async_connection().await?;
