@@ -214,18 +214,30 @@ fn Pages() -> impl IntoView {
 #[component]
 fn Header() -> impl IntoView {
     let auth = use_auth();
+    // Read now, while the router's context is certainly there: the links
+    // below are built after an await, and a request that ends meanwhile
+    // (the client went away) disposes the owner that held the router, so a
+    // router `<A>` built then panicked looking it up (seen in the fuzzer).
+    // Every navigation here is a page load: a plain link does the same.
+    let path = leptos_router::hooks::use_location()
+        .pathname
+        .get_untracked();
+    let current = move |href: &str| (path == href).then_some("page");
     view! {
         <header class="header">
             <A href="/" attr:class="brand">"Folio"</A>
             <search::HeaderSearch/>
             <nav class="nav">
                 <Transition fallback=|| ()>
-                    {move || Suspend::new(async move {
+                    {move || {
+                        let current = current.clone();
+                        Suspend::new(async move {
                         match auth.user.await {
                             Some(user) => Either::Left(view! {
-                                <A href=format!("/u/{}", user.username) attr:class="nav-user">"@"{user.username.clone()}</A>
-                                <A href="/settings/profile">"Edit profile"</A>
-                                <A href="/account">"Account"</A>
+                                <a href=format!("/u/{}", user.username) class="nav-user"
+                                    aria-current=current(&format!("/u/{}", user.username))>"@"{user.username.clone()}</a>
+                                <a href="/settings/profile" aria-current=current("/settings/profile")>"Edit profile"</a>
+                                <a href="/account" aria-current=current("/account")>"Account"</a>
                                 // A plain form, no island: the server
                                 // signs out and redirects to a fresh page.
                                 <form action=Logout::url() method="post" class="inline-form">
@@ -233,11 +245,12 @@ fn Header() -> impl IntoView {
                                 </form>
                             }),
                             None => Either::Right(view! {
-                                <A href="/signin">"Sign in"</A>
-                                <A href="/signup" attr:class="button button-small">"Sign up"</A>
+                                <a href="/signin" aria-current=current("/signin")>"Sign in"</a>
+                                <a href="/signup" class="button button-small" aria-current=current("/signup")>"Sign up"</a>
                             }),
                         }
-                    })}
+                    })
+                    }}
                 </Transition>
             </nav>
         </header>

@@ -66,9 +66,9 @@ pub async fn reauthenticate(
             "SELECT password_hash, email, email_verified_at IS NOT NULL, credential_epoch
                FROM users WHERE id = $1",
         )
-    .bind(session.user_id)
-    .fetch_one(state.db.primary())
-    .await?;
+        .bind(session.user_id)
+        .fetch_one(state.db.primary())
+        .await?;
     let candidate = Password::parse(password).unwrap_or_else(|_| never_valid_password());
     if !state.passwords.verify(&candidate, Some(hash)).await?.ok {
         tracing::info!(
