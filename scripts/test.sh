@@ -48,6 +48,9 @@ trap - EXIT
 say "release build (cargo leptos)"
 cargo leptos build --release
 
+say "the release WASM within its budget (gzip -9)"
+./scripts/wasm-budget.sh
+
 say "browser tests (Playwright, Chromium)"
 export FOLIO_E2E_DB="folio_e2e_$(date +%s)_$$"
 export FOLIO_SERVER_BIN="$CARGO_TARGET_DIR/release/server"
