@@ -10,8 +10,8 @@ use super::form::{
 use super::use_auth;
 use crate::api::{
     account_email, list_activity, list_sessions, ActivityEntry, ActivityKind, ChangePassword,
-    DeleteAccount, EmailStatus, ListSessions, LogoutEverywhere, RequestEmailChange, ResendVerification,
-    RevokeSession, SessionInfo,
+    DeleteAccount, EmailStatus, ListSessions, LogoutEverywhere, RequestEmailChange,
+    ResendVerification, RevokeSession, SessionInfo,
 };
 use crate::domain::{Device, Email, Password};
 use crate::error::AppError;

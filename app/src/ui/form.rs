@@ -270,8 +270,8 @@ async fn post(path: &'static str, body: String) -> Result<(String, Option<String
     )?;
     let response = <BrowserClient as Client<AppError>>::send(request).await?;
     let status = ClientRes::<AppError>::status(&response);
-    let redirect = ((300..=399).contains(&status) || ClientRes::<AppError>::has_redirect(&response))
-        .then(|| ClientRes::<AppError>::location(&response));
+    let redirects = (300..=399).contains(&status) || ClientRes::<AppError>::has_redirect(&response);
+    let redirect = redirects.then(|| ClientRes::<AppError>::location(&response));
     if (400..=599).contains(&status) {
         return Err(AppError::de(
             ClientRes::<AppError>::try_into_bytes(response).await?,

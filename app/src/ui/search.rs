@@ -14,8 +14,8 @@ use leptos::prelude::*;
 use leptos_meta::{Meta, Title};
 use leptos_router::hooks::use_query_map;
 
-use super::set_status;
 use super::form::call;
+use super::set_status;
 use crate::api::{search_people, PersonHit, SearchPage, SearchPeople};
 use crate::domain::{highlight, SearchQuery};
 use crate::error::AppError;
