@@ -285,6 +285,23 @@ mod tests {
     }
 
     #[test]
+    fn error_json_reads_what_it_writes_and_refuses_what_is_not_text() {
+        let error = AppError::Validation(FieldErrors::single("email", "Email is required."));
+        let bytes = <ErrorJson as Encodes<AppError>>::encode(&error).unwrap();
+        assert_eq!(
+            <ErrorJson as Decodes<AppError>>::decode(bytes).unwrap(),
+            error
+        );
+        let not_text = Bytes::from_static(b"\"\xff\"");
+        assert!(<ErrorJson as Decodes<AppError>>::decode(not_text).is_err());
+        // What a failed decode becomes: a transport failure, not a panic.
+        assert!(matches!(
+            AppError::de(Bytes::from_static(b"<html>")),
+            AppError::Transport(_)
+        ));
+    }
+
+    #[test]
     fn field_errors_keep_the_first_message() {
         let mut errors = FieldErrors::new();
         errors.add("bio", "too long");
