@@ -51,6 +51,9 @@ trap - EXIT
 say "release build (cargo leptos)"
 cargo leptos build --release
 
+say "the release WASM within its budget (gzip -9)"
+./scripts/wasm-budget.sh
+
 say "browser tests (Playwright, Chromium)"
 export FOLIO_E2E_DB="folio_e2e_$(date +%s)_$$"
 export FOLIO_SERVER_BIN="$CARGO_TARGET_DIR/release/server"
@@ -59,7 +62,11 @@ E2E_PAIR_DIR=""
 E2E_HA_DIR=""
 cleanup_e2e() {
   if command -v psql >/dev/null; then
-    psql "${DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS \"$FOLIO_E2E_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
+    # The run's database, and those of instances with a Folio of their own
+    # (named after it: mailed.spec.ts, activity.spec.ts).
+    for db in $(psql "${DATABASE_URL%/*}/postgres" -Atc "SELECT datname FROM pg_database WHERE datname LIKE '${FOLIO_E2E_DB}%'" 2>/dev/null); do
+      psql "${DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+    done
   fi
   if [ -n "$E2E_PAIR_DIR" ]; then stop_pg_pair "$E2E_PAIR_DIR"; rm -rf "$E2E_PAIR_DIR"; fi
   if [ -n "$E2E_HA_DIR" ]; then stop_pg_ha "$E2E_HA_DIR"; rm -rf "$E2E_HA_DIR"; fi

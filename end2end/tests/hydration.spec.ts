@@ -211,3 +211,163 @@ test("change password: a submit pressed before the WASM arrives posts the typed 
   await expect(page).toHaveURL(/\/account\?password_changed/);
   await expect(page.getByTestId("password-changed")).toBeVisible();
 });
+
+test("forgot password: typing before hydration survives it; a submit before it is a plain post", async ({ page }) => {
+  const username = await signedUpAndOut(page);
+  const wasm = holdWasm(page, 60_000);
+  await openUnhydrated(page, "/forgot");
+  await page.getByLabel("Email").fill(`${username}@example.com`);
+  await stillUnhydrated(page);
+  wasm.release();
+  await hydrated(page);
+  await expect(page.getByLabel("Email")).toHaveValue(`${username}@example.com`);
+  await page.getByTestId("submit").click();
+  await expect(page.getByTestId("reset-sent")).toBeVisible();
+  await expect(page).toHaveURL(/\/forgot$/);
+
+  holdWasm(page, 60_000);
+  await openUnhydrated(page, "/forgot");
+  await setWithoutEvents(page, "field-email", `${username}@example.com`);
+  await stillUnhydrated(page);
+  await page.getByTestId("submit").click();
+  await expect(page).toHaveURL(/\/forgot\?sent=1$/);
+  await expect(page.getByTestId("reset-sent")).toBeVisible();
+});
+
+test("delete account: the password typed before hydration survives it, and the deletion succeeds", async ({ page }) => {
+  const username = await signUp(page);
+  const wasm = holdWasm(page, 60_000);
+  await openUnhydrated(page, "/account");
+  await page.getByLabel("Your password").fill(PASSWORD);
+  await stillUnhydrated(page);
+  wasm.release();
+  await hydrated(page);
+  await expect(page.getByLabel("Your password")).toHaveValue(PASSWORD);
+  await page.getByTestId("delete-account").click();
+  await expect(page).toHaveURL(/\/$/);
+  await expect(page.getByRole("link", { name: "Sign in" })).toBeVisible();
+  expect((await page.goto(`/u/${username}`))?.status()).toBe(404);
+});
+
+test("delete account: a submit pressed before the WASM arrives posts the typed password", async ({ page }) => {
+  const username = await signUp(page);
+  holdWasm(page, 60_000);
+  await openUnhydrated(page, "/account");
+  await setWithoutEvents(page, "field-password", PASSWORD);
+  await stillUnhydrated(page);
+  await page.getByTestId("delete-account").click();
+  await expect(page).toHaveURL(/\/$/);
+  await expect(page.getByRole("link", { name: "Sign in" })).toBeVisible();
+  expect((await page.goto(`/u/${username}`))?.status()).toBe(404);
+});
+
+/** Signs `username` up through the API (the context keeps its cookie) and
+ * gives the profile a display name; resolves once people search finds it
+ * (the index is fed by events). */
+async function searchable(page: Page, username: string, displayName: string) {
+  const api = (fn: string, form: Record<string, string>) =>
+    page.request.post(`/api/${fn}`, { form, maxRedirects: 0 });
+  const registered = await api("register", { username, email: `${username}@example.com`, password: PASSWORD });
+  expect(registered.status()).toBe(200);
+  const saved = await api("update_profile", {
+    display_name: displayName,
+    bio: "",
+    avatar_url: "",
+    location: "",
+    website: "",
+    expected_version: "1",
+  });
+  expect(saved.status()).toBe(200);
+  await expect
+    .poll(async () => JSON.stringify(await (await api("search_people", { q: username })).json()), { timeout: 60_000 })
+    .toContain(username);
+}
+
+test("people search: a query typed before hydration is searched once hydrated", async ({ page }) => {
+  const username = uniqueName("hs");
+  await searchable(page, username, "Hedy Lamarr");
+  await page.context().clearCookies();
+  const wasm = holdWasm(page, 60_000);
+  await openUnhydrated(page, "/people");
+  await page.getByTestId("people-q").fill(username);
+  await stillUnhydrated(page);
+  wasm.release();
+  await hydrated(page);
+  await expect(page.getByTestId("people-q")).toHaveValue(username);
+  // The island searched what was typed: the results and the URL follow it.
+  await expect(page.locator(".person-username")).toHaveText([`@${username}`]);
+  await expect(page).toHaveURL(new RegExp(`/people\\?q=${username}$`));
+  await expect(page.getByTestId("result-count")).toHaveText("1 person found.");
+});
+
+test("search boxes: a search sent before the WASM arrives is a plain GET", async ({ page }) => {
+  const username = uniqueName("hg");
+  await searchable(page, username, "Radia Perlman");
+  await page.context().clearCookies();
+  // The header's box (on every page, no island).
+  const wasm = holdWasm(page, 60_000);
+  await openUnhydrated(page, "/");
+  await page.getByTestId("header-search").fill(username);
+  await stillUnhydrated(page);
+  wasm.release();
+  await hydrated(page);
+  await expect(page.getByTestId("header-search")).toHaveValue(username);
+  await page.getByTestId("header-search").press("Enter");
+  await expect(page).toHaveURL(new RegExp(`/people\\?q=${username}$`));
+  await expect(page.locator(".person-username")).toHaveText([`@${username}`]);
+
+  // The people page's own box, submitted before hydration.
+  holdWasm(page, 60_000);
+  await openUnhydrated(page, "/people");
+  await page.getByTestId("people-q").fill(username);
+  await stillUnhydrated(page);
+  await page.getByTestId("people-q").press("Enter");
+  await expect(page).toHaveURL(new RegExp(`/people\\?q=${username}$`));
+  await expect(page.locator(".person-username")).toHaveText([`@${username}`]);
+});
+
+/** A small PNG drawn by the browser's canvas. */
+async function picture(page: Page): Promise<Buffer> {
+  const base64 = await page.evaluate(() => {
+    const canvas = document.createElement("canvas");
+    canvas.width = 64;
+    canvas.height = 48;
+    const ctx = canvas.getContext("2d")!;
+    ctx.fillStyle = "#c33";
+    ctx.fillRect(0, 0, 32, 48);
+    ctx.fillStyle = "#33c";
+    ctx.fillRect(32, 0, 32, 48);
+    return canvas.toDataURL("image/png").split(",")[1];
+  });
+  return Buffer.from(base64, "base64");
+}
+
+test("avatar: a photo chosen before hydration is still chosen after it, and uploads", async ({ page }) => {
+  const username = await signUp(page);
+  const png = await picture(page);
+  const wasm = holdWasm(page, 60_000);
+  await openUnhydrated(page, "/settings/profile");
+  await page.getByTestId("avatar-input").setInputFiles({ name: "me.png", mimeType: "image/png", buffer: png });
+  await stillUnhydrated(page);
+  wasm.release();
+  await hydrated(page);
+  expect(await page.getByTestId("avatar-input").evaluate((input: HTMLInputElement) => input.files?.length)).toBe(1);
+  await page.getByTestId("avatar-upload").click();
+  await expect(page.getByTestId("avatar-status")).toHaveText("Your new photo is saved.");
+  await expect(page.getByTestId("current-avatar")).toBeVisible();
+  await page.goto(`/u/${username}`);
+  await expect(page.getByTestId("avatar")).toHaveAttribute("src", /^\/media\//);
+});
+
+test("avatar: an upload pressed before the WASM arrives is a plain multipart post", async ({ page }) => {
+  await signUp(page);
+  const png = await picture(page);
+  holdWasm(page, 60_000);
+  await openUnhydrated(page, "/settings/profile");
+  await page.getByTestId("avatar-input").setInputFiles({ name: "me.png", mimeType: "image/png", buffer: png });
+  await stillUnhydrated(page);
+  await page.getByTestId("avatar-upload").click();
+  await expect(page).toHaveURL(/\/settings\/profile\?avatar=saved/);
+  await expect(page.getByTestId("avatar-status")).toHaveText("Your new photo is saved.");
+  await expect(page.getByTestId("current-avatar")).toBeVisible();
+});

@@ -4,12 +4,14 @@ use leptos_meta::Title;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::use_query_map;
 
-use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton};
+use super::form::{
+    call, server_field_error, Field, FormAction, FormError, ServerForm, SubmitButton,
+};
 use super::use_auth;
 use crate::api::{
     account_email, list_activity, list_sessions, ActivityEntry, ActivityKind, ChangePassword,
-    DeleteAccount, EmailStatus, LogoutEverywhere, RequestEmailChange, ResendVerification,
-    RevokeSession, SessionInfo,
+    DeleteAccount, EmailStatus, ListSessions, LogoutEverywhere, RequestEmailChange,
+    ResendVerification, RevokeSession, SessionInfo,
 };
 use crate::domain::{Device, Email, Password};
 use crate::error::AppError;
@@ -107,7 +109,7 @@ fn AccountSettings(username: String) -> impl IntoView {
 /// it again on request (a plain form without JavaScript).
 #[island]
 fn VerifyBanner(email: String, sent: bool) -> impl IntoView {
-    let resend = ServerAction::<ResendVerification>::new();
+    let resend = FormAction::of::<ResendVerification>();
     let value = resend.value();
     let resent = move || sent || matches!(value.get(), Some(Ok(())));
     view! {
@@ -133,15 +135,15 @@ fn AccountForms(
     sessions: Result<Vec<SessionInfo>, AppError>,
     password_changed: bool,
 ) -> impl IntoView {
-    let change = ServerAction::<ChangePassword>::new();
-    let revoke = ServerAction::<RevokeSession>::new();
-    let everywhere = ServerAction::<LogoutEverywhere>::new();
+    let change = FormAction::of::<ChangePassword>();
+    let revoke = FormAction::of::<RevokeSession>();
+    let everywhere = FormAction::of::<LogoutEverywhere>();
     let sessions = RwSignal::new(sessions);
     Effect::watch(
         move || (revoke.version().get(), change.version().get()),
         move |_, _, _| {
             leptos::task::spawn_local(async move {
-                sessions.set(list_sessions().await);
+                sessions.set(call::<ListSessions>(String::new()).await);
             });
         },
         false,
@@ -192,7 +194,7 @@ fn AccountForms(
     }
 }
 #[component]
-fn SessionList(list: Vec<SessionInfo>, revoke: ServerAction<RevokeSession>) -> impl IntoView {
+fn SessionList(list: Vec<SessionInfo>, revoke: FormAction<()>) -> impl IntoView {
     view! {
         <ul class="sessions" data-testid="sessions">
             {list.into_iter().map(|session| view! {
@@ -221,7 +223,7 @@ fn SessionList(list: Vec<SessionInfo>, revoke: ServerAction<RevokeSession>) -> i
 /// when it is used.
 #[island]
 fn ChangeEmailForm(current: String, sent: bool) -> impl IntoView {
-    let action = ServerAction::<RequestEmailChange>::new();
+    let action = FormAction::of::<RequestEmailChange>();
     let value = action.value();
     let done = move || sent || matches!(value.get(), Some(Ok(())));
     view! {
@@ -247,7 +249,7 @@ fn ChangeEmailForm(current: String, sent: bool) -> impl IntoView {
 /// function sends the browser to the home page, signed out.
 #[island]
 fn DeleteAccountForm() -> impl IntoView {
-    let action = ServerAction::<DeleteAccount>::new();
+    let action = FormAction::of::<DeleteAccount>();
     let value = action.value();
     view! {
         <section class="card" aria-labelledby="delete-heading">

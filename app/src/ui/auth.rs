@@ -3,7 +3,7 @@ use leptos_meta::Title;
 use leptos_router::components::{Redirect, A};
 use leptos_router::hooks::use_query_map;
 
-use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton};
+use super::form::{server_field_error, Field, FormAction, FormError, ServerForm, SubmitButton};
 use super::use_auth;
 use crate::api::{Login, Register};
 use crate::domain::{Email, Password, Username};
@@ -48,7 +48,7 @@ pub fn SignUpPage() -> impl IntoView {
 /// header shows who is signed in.
 #[island]
 fn SignUpForm() -> impl IntoView {
-    let action = ServerAction::<Register>::new();
+    let action = FormAction::of::<Register>();
     let value = action.value();
     view! {
         <ServerForm action=action novalidate=true class="form">
@@ -90,7 +90,7 @@ pub fn SignInPage() -> impl IntoView {
 /// Like `SignUpForm`: a success redirects to `/` with a page load.
 #[island]
 fn SignInForm() -> impl IntoView {
-    let action = ServerAction::<Login>::new();
+    let action = FormAction::of::<Login>();
     let value = action.value();
     view! {
         <ServerForm action=action novalidate=true class="form">

@@ -14,7 +14,7 @@ use leptos::wasm_bindgen::JsCast;
 use leptos::web_sys;
 use serde::{Deserialize, Serialize};
 
-use super::form::ServerForm;
+use super::form::{FormAction, ServerForm};
 use crate::api::{AvatarImage, Profile, RemoveAvatar};
 use crate::domain::{AvatarRefusal, AVATAR_UPLOAD_PATH, MAX_AVATAR_BYTES};
 use crate::error::AppError;
@@ -62,7 +62,7 @@ pub fn AvatarEditor(
     let status = RwSignal::new(notice.saved);
     let dragging = RwSignal::new(false);
     let input = NodeRef::<leptos::html::Input>::new();
-    let remove = ServerAction::<RemoveAvatar>::new();
+    let remove = FormAction::of::<RemoveAvatar>();
 
     Effect::new(move |_| match remove.value().get() {
         Some(Ok(profile)) => {

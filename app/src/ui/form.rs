@@ -4,8 +4,8 @@
 use leptos::either::Either;
 use leptos::prelude::*;
 
-use leptos::form::FromFormData;
-use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use leptos::server::ServerActionError;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr, ServerFnUrlError};
 use leptos::server_fn::ServerFn;
 use leptos::web_sys::SubmitEvent;
 use serde::de::DeserializeOwned;
@@ -169,19 +169,156 @@ where
     }
 }
 
-/// A form bound to a server function: without JavaScript a plain HTML POST
-/// to the function's URL, with it a typed call through `action` (pending
-/// state, value, errors), exactly like Leptos's `ActionForm`.
+/// A form's server function, called with the form's own fields: the
+/// browser's side of `ServerForm`. Like Leptos's `ServerAction` (pending
+/// state, value, version, and the error a plain form post brought back in
+/// the URL), but dispatched with the form's URL-encoded body instead of the
+/// function's argument struct.
 ///
-/// Written here for the WASM size (bench/NOTES.md, "WASM size"): only the
-/// submit handler depends on the server function, so the `<form>` element
-/// and its event listener are compiled once instead of once per function,
-/// and the children keep their type instead of becoming an `AnyView`. In the
-/// browser the redirect hook is installed by `ui::hydrate` (a server
+/// Written for the WASM size (bench/NOTES.md, "WASM size"): a
+/// `ServerAction<S>` compiles, for every server function `S`, a `serde_qs`
+/// decoder of the form into `S` and an encoder of `S` back into the same
+/// URL-encoded text, and the whole client call around them. The form's
+/// fields are already that text (a plain post without JavaScript sends the
+/// same body), so the call is compiled once per output type instead.
+pub struct FormAction<O: 'static> {
+    action: Action<String, Result<O, AppError>>,
+    /// The server function's URL: the form's `action`, and where it posts.
+    path: &'static str,
+}
+
+impl<O: 'static> Clone for FormAction<O> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<O: 'static> Copy for FormAction<O> {}
+
+impl<O: 'static> std::ops::Deref for FormAction<O> {
+    type Target = Action<String, Result<O, AppError>>;
+    fn deref(&self) -> &Self::Target {
+        &self.action
+    }
+}
+
+impl<O> FormAction<O>
+where
+    O: DeserializeOwned + Send + Sync + 'static,
+{
+    /// The action of the server function `S` (`FormAction::of::<Login>()`).
+    pub fn of<S>() -> Self
+    where
+        S: ServerFn<Output = O, Error = AppError>,
+    {
+        Self::at(S::PATH)
+    }
+
+    fn at(path: &'static str) -> Self {
+        // A plain form post that failed comes back with its error in the URL
+        // (see `ui::hydrate`): the form shows it as its last answer.
+        let failed = use_context::<ServerActionError>()
+            .filter(|error| error.path() == path)
+            .map(|error| Err(ServerFnUrlError::<AppError>::decode_err(error.err())));
+        let action = Action::new_with_value(failed, move |body: &String| {
+            post_form::<O>(path, body.clone())
+        });
+        Self { action, path }
+    }
+}
+
+/// Calls the server function at `path` with a URL-encoded body, and reads
+/// its JSON answer as an `O`.
+async fn post_form<O: DeserializeOwned>(path: &'static str, body: String) -> Result<O, AppError> {
+    let (text, redirect) = post(path, body).await?;
+    // Read from text, like island props and `ErrorJson`: one deserializer
+    // per type in the WASM.
+    let output = serde_json::from_str(&text).map_err(|error| {
+        AppError::from_server_fn_error(ServerFnErrorErr::Deserialization(error.to_string()))
+    })?;
+    if let Some(location) = redirect {
+        leptos::server_fn::redirect::call_redirect_hook(&location);
+    }
+    Ok(output)
+}
+
+/// Calls the server function `S` from an island with the URL-encoded body
+/// its form would post: `ServerFn::run_on_client` would compile a `serde_qs`
+/// encoder of `S`'s arguments, and a client call, for each function.
+pub async fn call<S>(body: String) -> Result<S::Output, AppError>
+where
+    S: ServerFn<Error = AppError>,
+    S::Output: DeserializeOwned,
+{
+    post_form(S::PATH, body).await
+}
+
+/// POSTs a URL-encoded body as a server function's own client does
+/// (`Accept: application/json`: the server answers with JSON, and with a
+/// redirect header instead of a redirect); the answer's text, and where it
+/// redirects to. Not generic: compiled once.
+#[cfg(feature = "hydrate")]
+async fn post(path: &'static str, body: String) -> Result<(String, Option<String>), AppError> {
+    use leptos::server_fn::client::{browser::BrowserClient, Client};
+    use leptos::server_fn::request::{browser::BrowserRequest, ClientReq};
+    use leptos::server_fn::response::ClientRes;
+
+    let request = <BrowserRequest as ClientReq<AppError>>::try_new_post(
+        path,
+        "application/x-www-form-urlencoded",
+        "application/json",
+        body,
+    )?;
+    let response = <BrowserClient as Client<AppError>>::send(request).await?;
+    let status = ClientRes::<AppError>::status(&response);
+    let redirects = (300..=399).contains(&status) || ClientRes::<AppError>::has_redirect(&response);
+    let redirect = redirects.then(|| ClientRes::<AppError>::location(&response));
+    if (400..=599).contains(&status) {
+        return Err(AppError::de(
+            ClientRes::<AppError>::try_into_bytes(response).await?,
+        ));
+    }
+    let text = ClientRes::<AppError>::try_into_string(response).await?;
+    Ok((text, redirect))
+}
+
+/// Never called: only the browser dispatches a form's action.
+#[cfg(not(feature = "hydrate"))]
+async fn post(_path: &'static str, _body: String) -> Result<(String, Option<String>), AppError> {
+    Err(AppError::Internal)
+}
+
+/// The body a submit event's form posts: its fields, and the pressed
+/// button's name and value when it has a name, URL-encoded.
+fn form_body(ev: &SubmitEvent) -> Option<String> {
+    use leptos::wasm_bindgen::JsCast;
+    use leptos::web_sys::{FormData, HtmlButtonElement, HtmlFormElement, UrlSearchParams};
+
+    let form = ev.target()?.dyn_into::<HtmlFormElement>().ok()?;
+    let data = FormData::new_with_form(&form).ok()?;
+    if let Some(button) = ev
+        .submitter()
+        .and_then(|submitter| submitter.dyn_into::<HtmlButtonElement>().ok())
+    {
+        if !button.name().is_empty() {
+            data.append_with_str(&button.name(), &button.value()).ok()?;
+        }
+    }
+    let params = UrlSearchParams::new_with_str_sequence_sequence(&data).ok()?;
+    params.to_string().as_string()
+}
+
+/// A form bound to a server function: without JavaScript a plain HTML POST
+/// to the function's URL, with it the same body sent through `action`
+/// (pending state, value, errors), like Leptos's `ActionForm`.
+///
+/// Written here for the WASM size: nothing in it depends on the server
+/// function, so the `<form>` element and its event listener are compiled
+/// once, and the children keep their type instead of becoming an `AnyView`.
+/// In the browser the redirect hook is installed by `ui::hydrate` (a server
 /// function's redirect becomes a page load), so this does not set one.
 #[component]
-pub fn ServerForm<ServFn, Chil>(
-    action: ServerAction<ServFn>,
+pub fn ServerForm<O, Chil>(
+    action: FormAction<O>,
     class: &'static str,
     /// Leave validation to the shared domain types (and the server).
     #[prop(optional)]
@@ -189,9 +326,7 @@ pub fn ServerForm<ServFn, Chil>(
     children: TypedChildren<Chil>,
 ) -> impl IntoView
 where
-    ServFn: ServerFn + DeserializeOwned + Clone + Send + Sync + 'static,
-    ServFn::Output: Send + Sync + 'static,
-    ServFn::Error: Send + Sync + 'static,
+    O: DeserializeOwned + Send + Sync + 'static,
     Chil: IntoView + 'static,
 {
     let on_submit: SubmitHandler = Box::new(move |ev: SubmitEvent| {
@@ -199,19 +334,12 @@ where
             return;
         }
         ev.prevent_default();
-        match ServFn::from_event(&ev) {
-            Ok(input) => {
-                action.dispatch(input);
+        match form_body(&ev) {
+            Some(body) => {
+                action.dispatch(body);
             }
-            Err(error) => {
-                leptos::logging::error!(
-                    "Error converting form field into server function arguments: {error:?}"
-                );
-                action
-                    .value()
-                    .set(Some(Err(ServFn::Error::from_server_fn_error(
-                        ServerFnErrorErr::Serialization(error.to_string()),
-                    ))));
+            None => {
+                action.value().set(Some(Err(AppError::BadRequest)));
                 action.version().update(|n| *n += 1);
             }
         }
@@ -223,9 +351,8 @@ where
     // either way, and the browser keeps the typed (smaller) version.
     #[cfg(feature = "ssr")]
     let children = children.into_any();
-    form_element(ServFn::url(), class, novalidate, on_submit, children)
+    form_element(action.path, class, novalidate, on_submit, children)
 }
-
 type SubmitHandler = Box<dyn FnMut(SubmitEvent) + Send + 'static>;
 
 fn form_element(

@@ -37,7 +37,7 @@ pub fn hydrate() {
 
 /// A plain form post that failed (sent before the WASM loaded, or without
 /// JavaScript) comes back with the error in the URL (`__path`, `__err`). On
-/// the server the router hands it to the page's `ServerAction`; in the browser
+/// the server the router hands it to the page's `FormAction`s; in the browser
 /// there is no router, so this does the same for the islands, which then
 /// hydrate with the error the server rendered.
 #[cfg(feature = "hydrate")]

@@ -5,7 +5,7 @@ use leptos_router::components::Redirect;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::avatar::{AvatarEditor, AvatarNotice};
-use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton};
+use super::form::{server_field_error, Field, FormAction, FormError, ServerForm, SubmitButton};
 use super::{set_status, use_auth, NotFound};
 use crate::api::{get_profile, my_profile, Profile, UpdateProfile};
 use crate::domain::{AvatarUrl, Bio, DisplayName, Location, Website};
@@ -202,7 +202,7 @@ fn EditProfileForm(
     saved_before: bool,
     avatar_before: AvatarNotice,
 ) -> impl IntoView {
-    let action = ServerAction::<UpdateProfile>::new();
+    let action = FormAction::of::<UpdateProfile>();
     let value = action.value();
     let version = RwSignal::new(profile.version);
     let display_name = RwSignal::new(profile.display_name.clone());

@@ -8,7 +8,7 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
 
-use super::form::{server_field_error, Field, FormError, ServerForm, SubmitButton};
+use super::form::{server_field_error, Field, FormAction, FormError, ServerForm, SubmitButton};
 use super::set_status;
 use crate::api::{check_reset_link, RequestPasswordReset, ResetPassword};
 use crate::domain::{Email, Password};
@@ -40,7 +40,7 @@ pub fn ForgotPage() -> impl IntoView {
 
 #[island]
 fn ForgotForm(sent: bool) -> impl IntoView {
-    let action = ServerAction::<RequestPasswordReset>::new();
+    let action = FormAction::of::<RequestPasswordReset>();
     let value = action.value();
     let done = move || sent || matches!(value.get(), Some(Ok(())));
     view! {
@@ -115,7 +115,7 @@ pub fn ResetPage() -> impl IntoView {
 /// On success the server function sends the browser to the sign-in page.
 #[island]
 fn ResetForm(token: String) -> impl IntoView {
-    let action = ServerAction::<ResetPassword>::new();
+    let action = FormAction::of::<ResetPassword>();
     let value = action.value();
     view! {
         <ServerForm action=action novalidate=true class="form">

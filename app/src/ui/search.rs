@@ -14,8 +14,9 @@ use leptos::prelude::*;
 use leptos_meta::{Meta, Title};
 use leptos_router::hooks::use_query_map;
 
+use super::form::call;
 use super::set_status;
-use crate::api::{search_people, PersonHit, SearchPage};
+use crate::api::{search_people, PersonHit, SearchPage, SearchPeople};
 use crate::domain::{highlight, SearchQuery};
 use crate::error::AppError;
 
@@ -153,7 +154,7 @@ fn PeopleSearch(q: String, page: SearchPage, error: Option<String>) -> impl Into
         }
         busy.set(true);
         leptos::task::spawn_local(async move {
-            let answer = search_people(text, None, None).await;
+            let answer = call::<SearchPeople>(format!("q={}", encode(&text))).await;
             if seq <= shown.get_value() {
                 return; // a newer search is already on screen
             }
