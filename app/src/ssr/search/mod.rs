@@ -772,3 +772,45 @@ fn excerpt(bio: &str) -> String {
         cut
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidates(word: &str, near: &[(&str, f32)]) -> BTreeMap<String, Vec<(String, f32)>> {
+        BTreeMap::from([(
+            word.to_owned(),
+            near.iter().map(|(w, s)| ((*w).to_owned(), *s)).collect(),
+        )])
+    }
+
+    #[test]
+    fn corrections_are_ranked_by_edits_then_similarity() {
+        // "jonhson": Johnson is one swap away, Jones three edits (though
+        // 0.27 similar): Johnson first, whatever order they came in.
+        let chosen = choose(candidates(
+            "jonhson",
+            &[("jones", 0.27), ("johnson", 0.33), ("annabel", 0.0)],
+        ))
+        .unwrap();
+        assert_eq!(chosen.queries, ["'johnson'", "'jones'"]);
+        assert!(chosen.closeness[0] > chosen.closeness[1] + 1.0);
+        assert_eq!(chosen.tsquery, "('johnson' | 'jones')");
+        // A swap trigrams barely see (0.2) is one edit: kept, and first.
+        let chosen = choose(candidates("jnoes", &[("james", 0.3), ("jones", 0.2)])).unwrap();
+        assert_eq!(chosen.queries, ["'jones'", "'james'"]);
+        // Equal closeness: word order, so the same words give the same list.
+        assert_eq!(closeness(1, 0.5), closeness(1, 0.5));
+        assert!(closeness(1, 0.0) > closeness(2, 0.999));
+    }
+
+    #[test]
+    fn a_word_without_a_near_word_matches_nobody() {
+        assert_eq!(choose(candidates("zzyzx", &[("ada", 0.0)])), None);
+        assert_eq!(choose(candidates("zzyzx", &[])), None);
+        assert_eq!(choose(BTreeMap::new()), None);
+        let mut two = candidates("jnoes", &[("jones", 0.2)]);
+        two.insert("zzyzx".into(), vec![("ada".into(), 0.0)]);
+        assert_eq!(choose(two), None, "every word needs a correction");
+    }
+}
