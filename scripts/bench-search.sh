@@ -85,9 +85,10 @@ FROM generate_series(1, $ROWS) AS i, words w,
 
 ALTER TABLE search_documents ENABLE TRIGGER search_documents_words;
 -- What the trigger would have learnt, row by row.
-INSERT INTO search_words (word)
-SELECT DISTINCT name_words(display_name || ' ' || username) FROM search_documents
-ON CONFLICT DO NOTHING;
+INSERT INTO search_words (word, uses)
+SELECT w, count(*) FROM search_documents, name_words(display_name || ' ' || username) AS w
+GROUP BY w
+ON CONFLICT (word) DO UPDATE SET uses = EXCLUDED.uses;
 DO \$\$ DECLARE r record; BEGIN
   FOR r IN SELECT indexdef FROM defs LOOP EXECUTE r.indexdef; END LOOP;
 END \$\$;

@@ -40,6 +40,8 @@
 //! | `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` | (none) | the bucket's credentials |
 //! | `FOLIO_AVATAR_UPLOAD_LIMIT` | `20/3600` | avatar uploads and removals per user |
 //! | `FOLIO_AVATAR_MEMORY_MIB` | `256` | memory all avatar decodes of the process may hold together (at least 256: one picture's limit) |
+//! | `FOLIO_SEARCH_LIMIT_IP` | `300/60` | people searches per client network |
+//! | `FOLIO_SEARCH_CONCURRENCY` | `0` | searches one instance runs at once (past it: "busy", 503); 0 is half of `FOLIO_DB_MAX_CONNECTIONS` |
 //! | `SMTP_URL` | (none) | where mail goes: `smtps://user:pass@host:465` (TLS), `smtp://user:pass@host:587?tls=required` (STARTTLS), or `smtp://host:port` (no TLS: a relay on the same machine, a test sink); unset: a debug build keeps mail in memory at `/dev/mailbox`, a release build sends none |
 //! | `FOLIO_MAIL_FROM` | `Folio <no-reply@HOST>` (`HOST` from `FOLIO_PUBLIC_URL`, `localhost` for an address) | the sender of Folio's mail: an address the SMTP server may send as |
 //! | `FOLIO_RESET_LIMIT_IP` | `20/3600` | "forgot password" requests per client address |
@@ -286,6 +288,8 @@ impl Settings {
                 "FOLIO_AVATAR_UPLOAD_LIMIT",
                 defaults.avatar_uploads_per_user,
             )?,
+            searches_per_ip: limit("FOLIO_SEARCH_LIMIT_IP", defaults.searches_per_ip)?,
+            search_concurrency: parse("FOLIO_SEARCH_CONCURRENCY", defaults.search_concurrency)?,
             media: media_store()?,
             trusted_proxies,
             profile_cache_enabled: match cache.as_str() {

@@ -9,8 +9,8 @@ use crate::ssr::{handle, search};
 
 /// A page of people matching `q` (empty: recently updated profiles).
 /// `after` / `before` are the cursors of a previous page (`next` / `prev`),
-/// at most one of them; a cursor this server did not hand out for this
-/// query is a field error, never a failure.
+/// at most one of them; a cursor this server did not seal for this query is
+/// a 400 (`BadRequest`), answered before any SQL.
 #[server(endpoint = "search_people")]
 pub async fn search_people(
     q: String,
@@ -19,40 +19,39 @@ pub async fn search_people(
 ) -> Result<SearchPage, AppError> {
     handle(async move |call| {
         let (query, cursor) = parse_search(&q, after.as_deref(), before.as_deref())?;
-        search::people(&call.state, call.freshness().await, &query, cursor).await
+        search::people(&call.state, &call.meta, call.freshness(), &query, cursor).await
     })
     .await
 }
 
-/// The query and cursor of a search request, or field errors (`q`,
-/// `cursor`). Shared by the server function and the `/people` page.
-pub fn parse_search(
+/// A search as asked: the query, and the side and text of its cursor.
+pub type SearchRequest<'a> = (
+    crate::domain::SearchQuery,
+    Option<(crate::domain::Direction, &'a str)>,
+);
+
+/// The query and the cursor's side and text of a search request: a field
+/// error for a query that does not parse, a 400 for both cursors at once.
+/// The cursor is opened by `ssr::search`, which holds its key.
+pub fn parse_search<'a>(
     q: &str,
-    after: Option<&str>,
-    before: Option<&str>,
-) -> Result<(crate::domain::SearchQuery, Option<crate::domain::Cursor>), AppError> {
-    use crate::domain::{Cursor, Direction, SearchQuery};
+    after: Option<&'a str>,
+    before: Option<&'a str>,
+) -> Result<SearchRequest<'a>, AppError> {
+    use crate::domain::{Direction, SearchQuery};
     use crate::error::FieldErrors;
 
     let query =
         SearchQuery::parse(q).map_err(|e| AppError::Validation(FieldErrors::single("q", e)))?;
-    let cursor_error = |e: String| AppError::Validation(FieldErrors::single("cursor", e));
     let cursor = match (
         after.filter(|s| !s.is_empty()),
         before.filter(|s| !s.is_empty()),
     ) {
         (None, None) => None,
-        (Some(after), None) => {
-            Some(Cursor::parse(after, Direction::After, &query).map_err(cursor_error)?)
-        }
-        (None, Some(before)) => {
-            Some(Cursor::parse(before, Direction::Before, &query).map_err(cursor_error)?)
-        }
-        (Some(_), Some(_)) => {
-            return Err(cursor_error(
-                "Ask for the page after or before, not both.".into(),
-            ))
-        }
+        (Some(after), None) => Some((Direction::After, after)),
+        (None, Some(before)) => Some((Direction::Before, before)),
+        // No page of Folio's asks for both.
+        (Some(_), Some(_)) => return Err(AppError::BadRequest),
     };
     Ok((query, cursor))
 }

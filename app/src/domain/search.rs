@@ -76,14 +76,6 @@ impl SearchQuery {
             .filter(|w| !w.is_empty())
             .collect()
     }
-
-    /// A short fingerprint of the query, carried in its cursors: a cursor
-    /// is only valid for the query that produced it (FNV-1a, not a secret).
-    pub fn tag(&self) -> u32 {
-        self.0.to_lowercase().bytes().fold(0x811c_9dc5_u32, |h, b| {
-            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-        })
-    }
 }
 
 impl fmt::Display for SearchQuery {
@@ -141,6 +133,11 @@ pub enum Direction {
 /// time, then its user id, which makes every key unique). Keyset paging: a
 /// page is "the next 20 rows after this key", so rows inserted meanwhile
 /// can neither repeat a row nor push one off the list.
+///
+/// The text form ([`Cursor::encode`]) is only the position: the server seals
+/// it with a key of its own, with the direction and the query
+/// (`ssr::search::cursor`), and opens only what it sealed. The browser
+/// never reads a cursor, it hands it back.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cursor {
     pub direction: Direction,
@@ -150,34 +147,30 @@ pub struct Cursor {
     /// Unix epoch.
     pub key: i64,
     pub user_id: i64,
-    /// The query's [`SearchQuery::tag`].
-    pub tag: u32,
 }
 
 impl Cursor {
+    /// The longest text [`Cursor::parse`] reads: a mode letter, two 16-digit
+    /// numbers and a dot.
+    pub const MAX_LEN: usize = 34;
+
     /// The score of a `Words` or `Fuzzy` cursor.
     pub fn score(&self) -> f32 {
         f32::from_bits(self.key as u32)
     }
 
-    pub fn ranked(
-        direction: Direction,
-        mode: SearchMode,
-        score: f32,
-        user_id: i64,
-        tag: u32,
-    ) -> Self {
+    pub fn ranked(direction: Direction, mode: SearchMode, score: f32, user_id: i64) -> Self {
         Self {
             direction,
             mode,
             key: i64::from(score.to_bits()),
             user_id,
-            tag,
         }
     }
 
-    /// The text form, for a URL (`?after=…`): opaque to clients, which only
-    /// hand it back.
+    /// The position as text (`w3f1b.2a`): the mode, the key and the user id.
+    /// The direction is not in it: it is the parameter the text comes back
+    /// in (`after` or `before`), and the seal covers it.
     pub fn encode(&self) -> String {
         let mode = match self.mode {
             SearchMode::Words => 'w',
@@ -186,15 +179,17 @@ impl Cursor {
             SearchMode::FuzzyBroad => 'g',
             SearchMode::Recent => 'r',
         };
-        format!("{mode}{:x}.{:x}.{:08x}", self.key, self.user_id, self.tag)
+        format!("{mode}{:x}.{:x}", self.key, self.user_id)
     }
 
-    /// Reads a cursor back, for `query`, on the side `direction`. Anything
-    /// this code did not write, or wrote for another query, is refused.
+    /// Reads a position back, on the side `direction`, for `query` (the
+    /// empty query pages by recency, any other never does). Anything
+    /// [`Cursor::encode`] could not have written is refused; what it could
+    /// have written is only trusted once the seal around it verified.
     pub fn parse(text: &str, direction: Direction, query: &SearchQuery) -> Result<Self, String> {
         const INVALID: &str = "This page of results has expired. Start the search again.";
         let invalid = || INVALID.to_owned();
-        if text.len() > 64 || !text.is_ascii() {
+        if text.len() > Self::MAX_LEN || !text.is_ascii() {
             return Err(invalid());
         }
         let mut chars = text.chars();
@@ -207,9 +202,7 @@ impl Cursor {
             _ => return Err(invalid()),
         };
         let mut parts = chars.as_str().split('.');
-        let (Some(key), Some(user_id), Some(tag), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(key), Some(user_id), None) = (parts.next(), parts.next(), parts.next()) else {
             return Err(invalid());
         };
         let hex = |s: &str| {
@@ -224,16 +217,15 @@ impl Cursor {
                 u64::from_str_radix(s, 16).ok()
             }
         };
-        let (Some(key), Some(user_id), Some(tag)) = (hex(key), hex(user_id), hex(tag)) else {
+        let (Some(key), Some(user_id)) = (hex(key), hex(user_id)) else {
             return Err(invalid());
         };
         let key = key as i64;
         let user_id = i64::try_from(user_id).map_err(|_| invalid())?;
-        let tag = u32::try_from(tag).map_err(|_| invalid())?;
         let fits_query = (mode == SearchMode::Recent) == query.is_empty();
         let score_ok =
             mode.by_time() || u32::try_from(key).is_ok_and(|bits| f32::from_bits(bits).is_finite());
-        if user_id <= 0 || tag != query.tag() || !fits_query || !score_ok {
+        if user_id <= 0 || !fits_query || !score_ok {
             return Err(invalid());
         }
         Ok(Self {
@@ -241,7 +233,6 @@ impl Cursor {
             mode,
             key,
             user_id,
-            tag,
         })
     }
 }
@@ -293,6 +284,8 @@ pub fn highlight<'a>(text: &'a str, terms: &[String]) -> Vec<(&'a str, bool)> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn q(s: &str) -> SearchQuery {
@@ -323,15 +316,9 @@ mod tests {
     }
 
     #[test]
-    fn cursors_round_trip_and_refuse_forgeries() {
+    fn cursors_round_trip_and_refuse_what_encode_cannot_write() {
         let query = q("ada");
-        let cursor = Cursor::ranked(
-            Direction::After,
-            SearchMode::Words,
-            0.607_927_1,
-            42,
-            query.tag(),
-        );
+        let cursor = Cursor::ranked(Direction::After, SearchMode::Words, 0.607_927_1, 42);
         let text = cursor.encode();
         assert_eq!(Cursor::parse(&text, Direction::After, &query), Ok(cursor));
         assert_eq!(
@@ -340,21 +327,20 @@ mod tests {
                 .score(),
             0.607_927_1
         );
-        // Another query, the empty one, garbage, overlong, negative ids.
-        assert!(Cursor::parse(&text, Direction::After, &q("bob")).is_err());
+        // A ranked position for the empty query, garbage, overlong, negative ids.
         assert!(Cursor::parse(&text, Direction::After, &q("")).is_err());
         for forged in [
             "",
-            "x1.2.3",
+            "x1.2",
             "w",
-            "w1.2",
-            "w1.2.3.4",
-            "wzz.1.0",
-            "w1.0.0",
-            "w7fc00000.1.0",
+            "w1",
+            "w1.2.3",
+            "wzz.1",
+            "w1.0",
+            "w7fc00000.1",
             &"w1".repeat(40),
-            "w1.-2.0",
-            "wA.1.0",
+            "w1.-2",
+            "wA.1",
         ] {
             assert!(
                 Cursor::parse(forged, Direction::After, &query).is_err(),
@@ -366,12 +352,80 @@ mod tests {
             mode: SearchMode::Recent,
             key: -5,
             user_id: 7,
-            tag: q("").tag(),
         };
+        assert!(recent.encode().len() <= Cursor::MAX_LEN);
         assert_eq!(
             Cursor::parse(&recent.encode(), Direction::Before, &q("")),
             Ok(recent)
         );
+    }
+
+    fn mode() -> impl Strategy<Value = SearchMode> {
+        prop_oneof![
+            Just(SearchMode::Words),
+            Just(SearchMode::Fuzzy),
+            Just(SearchMode::Broad),
+            Just(SearchMode::FuzzyBroad),
+            Just(SearchMode::Recent),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// Any text is a query or a refusal with a message, never a panic;
+        /// what is accepted is within the bounds the server relies on.
+        #[test]
+        fn any_text_parses_or_is_refused(raw in any::<String>()) {
+            match SearchQuery::parse(&raw) {
+                Ok(query) => {
+                    prop_assert!(query.as_str().chars().count() <= SearchQuery::MAX);
+                    prop_assert!(!query.as_str().chars().any(char::is_control));
+                    prop_assert_eq!(query.as_str(), query.as_str().trim());
+                    // Everything the server derives from it is total too.
+                    let _ = (query.terms(), query.as_username(), query.is_exact());
+                }
+                Err(message) => prop_assert!(!message.is_empty()),
+            }
+        }
+
+        /// Any text is a cursor or a refusal, never a panic.
+        #[test]
+        fn any_text_is_a_cursor_or_refused(raw in any::<String>(), empty in any::<bool>()) {
+            let query = if empty { q("") } else { q("ada") };
+            if let Ok(cursor) = Cursor::parse(&raw, Direction::After, &query) {
+                prop_assert!(cursor.user_id > 0);
+                prop_assert_eq!(cursor.mode == SearchMode::Recent, empty);
+            }
+        }
+
+        /// Text shaped like a cursor (the likeliest forgery) neither.
+        #[test]
+        fn cursor_shaped_text_is_a_cursor_or_refused(raw in "[wfbgrx]-?[0-9a-fA-F]{0,18}\\.-?[0-9a-f]{0,18}(\\.[0-9a-f]{0,3})?") {
+            let _ = Cursor::parse(&raw, Direction::Before, &q("ada"));
+            let _ = Cursor::parse(&raw, Direction::After, &q(""));
+        }
+
+        /// Every position `encode` writes reads back as itself.
+        #[test]
+        fn every_cursor_round_trips(
+            mode in mode(),
+            score in 0.0f32..1e6,
+            time in any::<i64>(),
+            user_id in 1..i64::MAX,
+            after in any::<bool>(),
+        ) {
+            let direction = if after { Direction::After } else { Direction::Before };
+            let cursor = if mode.by_time() {
+                Cursor { direction, mode, key: time, user_id }
+            } else {
+                Cursor::ranked(direction, mode, score, user_id)
+            };
+            let query = if mode == SearchMode::Recent { q("") } else { q("ada") };
+            let text = cursor.encode();
+            prop_assert!(text.len() <= Cursor::MAX_LEN);
+            prop_assert_eq!(Cursor::parse(&text, direction, &query), Ok(cursor));
+        }
     }
 
     #[test]

@@ -69,6 +69,13 @@ pub struct ServiceConfig {
     /// Avatar uploads and removals per user: each upload costs a decode of
     /// up to 8 MB (tens to hundreds of ms of a core).
     pub avatar_uploads_per_user: Limit,
+    /// People searches per client network (`search`): typing with a 200 ms
+    /// pause between searches is 5 a second at most.
+    pub searches_per_ip: Limit,
+    /// Searches one instance runs at once; past it, "busy" at once. 0: half
+    /// the primary pool, so that sign-ins and writes always find a
+    /// connection.
+    pub search_concurrency: usize,
     /// Where uploaded avatars are stored.
     pub media: MediaStoreConfig,
     /// Memory all avatar decodes of this process may hold at once (the
@@ -138,6 +145,8 @@ impl Default for ServiceConfig {
             exports_per_user: Limit::new(10, 3600),
             profile_edits_per_user: Limit::new(30, 60),
             avatar_uploads_per_user: Limit::new(20, 3600),
+            searches_per_ip: Limit::new(300, 60),
+            search_concurrency: 0,
             media: MediaStoreConfig::default(),
             avatar_memory_bytes: super::media::MAX_DECODE_BYTES,
             trusted_proxies: Vec::new(),
@@ -179,6 +188,8 @@ pub struct Handles {
     /// The key device cookies are signed with, read from Postgres on first
     /// use (`accounts::device_cookies`).
     pub device_key: tokio::sync::OnceCell<[u8; 32]>,
+    /// People search's cursor key and concurrency cap (`search`).
+    pub search: super::search::SearchGuard,
 }
 
 impl std::ops::Deref for AppState {
@@ -200,10 +211,16 @@ impl AppState {
     ) -> Self {
         let config = Arc::new(config);
         let metrics = Metrics::new();
+        let db = Db::new(db.into(), &metrics, &config);
+        let search = super::search::SearchGuard::new(
+            &config,
+            db.primary().options().get_max_connections() as usize,
+        );
         Self(Arc::new(Handles {
             passwords: PasswordHasher::new().await,
             profiles: ProfileCache::new(&config),
-            db: Db::new(db.into(), &metrics, &config),
+            db,
+            search,
             recent_writes: RecentWrites::new(&config),
             media: Media {
                 store: media,

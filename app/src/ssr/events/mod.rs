@@ -73,12 +73,15 @@ pub struct EventsConfig {
     pub relay_poll: Duration,
     /// How often a relay without the lock tries for it: bounds the takeover.
     pub lock_retry: Duration,
-    /// `XADD … MAXLEN ~`: entries kept per partition. 100 000 × 8 entries of
-    /// ~300 bytes is ~250 MB of Redis at most. A group more than this far
-    /// behind loses the trimmed entries (its lag gauge says so first).
+    /// `XADD … MAXLEN ~`: entries kept per partition at most, whatever their
+    /// age (`retention` trims by age). 100 000 × 8 entries of ~300 bytes is
+    /// ~250 MB of Redis at most. A group more than this far behind loses the
+    /// trimmed entries (its lag gauge says so first).
     pub stream_max_len: usize,
-    /// Sent outbox rows and processed-event records are kept this long (7
-    /// days: a replay window after an incident, and well past any redelivery).
+    /// Sent outbox rows, processed-event records and stream entries (dead
+    /// letters included) are kept this long (7 days: a replay window after
+    /// an incident, and well past any redelivery); the relay's leader
+    /// deletes what is older every minute.
     pub retention: Duration,
     /// Failed deliveries before an entry goes to the dead letters.
     pub max_deliveries: u32,

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection};
 
 use super::outbox::{self, Unsent};
-use super::streams::{fields, partition_of, stream_key};
+use super::streams::{fields, partition_of, stream_key, trim_by_age};
 use super::Stop;
 use crate::ssr::infra::redis::{Redis, RedisConnector};
 use crate::ssr::{AppState, Error, Result};
@@ -181,6 +181,20 @@ async fn publish_while_leading(
             for _ in 0..10 {
                 if !outbox::clean_up(conn, config.retention.as_secs() as i64, 10_000).await? {
                     break;
+                }
+            }
+            // The streams' copies of those events go with them, by age (the
+            // `MAXLEN` of each XADD only bounds Redis's memory).
+            if redis.redis.is_none() {
+                redis.redis = redis.connector.connect(Duration::from_secs(2)).await.ok();
+            }
+            if let Some(events) = redis.redis.as_mut() {
+                match trim_by_age(state, events, config.retention).await {
+                    Ok(0) => {}
+                    Ok(trimmed) => tracing::info!(trimmed, "stream entries past retention deleted"),
+                    Err(error) => {
+                        tracing::warn!(error = %error, "cannot trim the streams by age; next minute");
+                    }
                 }
             }
         }

@@ -15,13 +15,16 @@
 //! the change could be applied after a later one. Drain the outbox and the
 //! groups first (every gauge at 0), then change it.
 
-use redis::streams::StreamId;
+use std::time::Duration;
+
+use redis::streams::{StreamId, StreamInfoGroupsReply};
 use redis::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::outbox::Unsent;
 use super::types::Event;
+use crate::ssr::infra::redis::Redis;
 use crate::ssr::{AppState, Error, Result};
 
 /// The partition of a user's events.
@@ -43,6 +46,52 @@ pub fn dead_letter_key(state: &AppState, partition: u16, group: &str) -> String 
 /// Who reads `partition` for `group` (see `consumer.rs`).
 pub fn lease_key(state: &AppState, partition: u16, group: &str) -> String {
     state.key(&format!("events:{{p{partition}}}:lease:{group}"))
+}
+
+/// Deletes the entries older than `retention` from every partition's
+/// stream and from its groups' dead letters (`XTRIM … MINID`, exact):
+/// an entry holds an event's payload (old and new addresses, a bio), which
+/// must not outlive the outbox row it was copied from. Entry ids are the
+/// Redis clock's milliseconds, so the cut is taken from Redis's own clock
+/// (`TIME`), like the ids. One key per command: fine on a Redis Cluster.
+/// Returns how many entries went.
+pub async fn trim_by_age(state: &AppState, redis: &mut Redis, retention: Duration) -> Result<u64> {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(redis).await?;
+    let now_ms = secs * 1000 + micros / 1000;
+    let cut = now_ms.saturating_sub(retention.as_millis() as u64);
+    let min_id = format!("{cut}-0");
+    let mut trimmed = 0;
+    for partition in 0..state.config.events.partitions {
+        let stream = stream_key(state, partition);
+        let mut keys = vec![stream.clone()];
+        let groups: redis::RedisResult<StreamInfoGroupsReply> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&stream)
+            .query_async(redis)
+            .await;
+        match groups {
+            Ok(reply) => keys.extend(
+                reply
+                    .groups
+                    .iter()
+                    .map(|group| dead_letter_key(state, partition, &group.name)),
+            ),
+            // No stream yet: nothing was published to this partition.
+            Err(e) if e.code() == Some("ERR") => continue,
+            Err(e) => return Err(e.into()),
+        }
+        for key in keys {
+            let removed: u64 = redis::cmd("XTRIM")
+                .arg(&key)
+                .arg("MINID")
+                .arg("=")
+                .arg(&min_id)
+                .query_async(redis)
+                .await?;
+            trimmed += removed;
+        }
+    }
+    Ok(trimmed)
 }
 
 /// The fields of a stream entry, from an outbox row.

@@ -20,24 +20,65 @@
 //! rows added between two pages can neither repeat a row nor skip one.
 //! Scores depend on nothing but the row and the query (no corpus
 //! statistics), so a row keeps its place while others are added.
+//!
+//! Cost, guarded at every step: a cursor is sealed (`cursor`), so a client
+//! cannot pick the mode or the position's kind; the mode is recomputed on
+//! every page (the planner's estimate again), never read from the cursor;
+//! each client network has a sliding-window limit, and each instance runs at
+//! most `search_concurrency` searches at once, answering "busy" at once past
+//! that rather than queueing for pool connections that sign-ins need; the
+//! whole search, every statement together, has [`BUDGET`], well under the
+//! replica read timeout, and a statement cancelled for it is an answer
+//! ("try again"), never a failing replica.
 
+pub mod cursor;
+
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use sqlx::{PgConnection, Row};
 use time::OffsetDateTime;
+use tokio::sync::{OnceCell, Semaphore};
 
+use self::cursor::CursorSeal;
 use crate::domain::{Cursor, Direction, SearchMode, SearchQuery};
 use crate::dto::{PersonHit, SearchPage};
 use crate::error::AppError;
 use crate::ssr::infra::db::Freshness;
-use crate::ssr::{AppState, Error, Result};
+use crate::ssr::infra::rate_limit::{self, Decision};
+use crate::ssr::{AppState, Error, RequestMeta, Result, ServiceConfig};
+
+/// What search keeps per instance: the cursor key, once read, and the slots
+/// of the concurrency cap.
+pub struct SearchGuard {
+    pub(crate) key: OnceCell<[u8; 32]>,
+    slots: Semaphore,
+}
+
+impl SearchGuard {
+    /// `pool`: the primary pool's size, half of which searches may take
+    /// when `search_concurrency` is 0.
+    pub fn new(config: &ServiceConfig, pool: usize) -> Self {
+        let slots = match config.search_concurrency {
+            0 => (pool / 2).max(1),
+            n => n,
+        };
+        Self {
+            key: OnceCell::new(),
+            slots: Semaphore::new(slots),
+        }
+    }
+}
 
 /// Results per page.
 pub const PAGE: usize = 20;
 
-/// An expensive query (a one-letter prefix at a million profiles) is
-/// cancelled rather than allowed to hold a replica connection.
-pub const STATEMENT_TIMEOUT: Duration = Duration::from_millis(500);
+/// All the statements of one search together: past it, the statement
+/// running is cancelled (its `statement_timeout` is what is left) and the
+/// reader is told to try again. Under the replica read timeout (1 s), so
+/// that an expensive search is never taken for a failing replica.
+pub const BUDGET: Duration = Duration::from_millis(500);
 
 /// When the planner expects more matches than this, ranking them all would
 /// cost too much (a three-letter prefix matches a tenth of a million
@@ -65,7 +106,9 @@ const COLUMNS: &str = "d.user_id, d.username, d.display_name, d.location, d.bio"
 /// The SQL of one page, for a mode and direction. The parameters: $1 the
 /// query (the corrections, as a tsquery's text, in the corrected modes), $2
 /// it as a username, $3 whether its last word is a prefix, $4 and $5 the
-/// cursor's key and user id (NULL on the first page), $6 the limit.
+/// cursor's key and user id (NULL on the first page), $6 the limit; in
+/// `Fuzzy` also $7, $8, $9: each correction's query word (a number), its
+/// tsquery and its closeness ([`Corrections`]).
 /// Public so that a test (and the benchmark) can EXPLAIN what is run.
 pub fn sql(mode: SearchMode, direction: Direction) -> String {
     let after = direction == Direction::After;
@@ -78,6 +121,19 @@ pub fn sql(mode: SearchMode, direction: Direction) -> String {
     // `search`), so `people_tsquery` of constants is computed once, at
     // planning, and the planner sees the real query's selectivity.
     const WORDS: &str = "people_tsquery($1, $3)";
+    let ranked = |score: &str, tsquery: &str, with: &str| {
+        format!(
+            "WITH {with}m AS (
+                 SELECT {COLUMNS}, ({score})::real AS score
+                 FROM search_documents d
+                 WHERE d.document @@ {tsquery}
+             )
+             SELECT d.*, d.score AS key FROM m d
+             WHERE $4::real IS NULL OR d.score {cmp} $4 OR (d.score = $4 AND d.user_id {tie} $5)
+             ORDER BY d.score {order}, d.user_id {id_order}
+             LIMIT $6"
+        )
+    };
     match mode {
         SearchMode::Recent | SearchMode::Broad | SearchMode::FuzzyBroad => {
             // Walks search_documents_recent in order, stopping at a page.
@@ -94,29 +150,31 @@ pub fn sql(mode: SearchMode, direction: Direction) -> String {
                  LIMIT $6"
             )
         }
-        SearchMode::Words | SearchMode::Fuzzy => {
-            // An exact username, then ts_rank (names weigh A, the place B,
-            // the bio C). Fuzzy: the same, for the corrected words, which
-            // `search` passes as $1 (a tsquery's text).
-            let tsquery = if mode == SearchMode::Words {
-                WORDS
-            } else {
-                "$1::tsquery"
-            };
-            format!(
-                "WITH m AS (
-                     SELECT {COLUMNS},
-                            ((CASE WHEN d.username = $2 THEN 2 ELSE 0 END)
-                             + ts_rank(d.document, {tsquery}))::real AS score
-                     FROM search_documents d
-                     WHERE d.document @@ {tsquery}
-                 )
-                 SELECT d.*, d.score AS key FROM m d
-                 WHERE $4::real IS NULL OR d.score {cmp} $4 OR (d.score = $4 AND d.user_id {tie} $5)
-                 ORDER BY d.score {order}, d.user_id {id_order}
-                 LIMIT $6"
-            )
-        }
+        // An exact username, then ts_rank (names weigh A, the place B, the
+        // bio C).
+        SearchMode::Words => ranked(
+            &format!(
+                "(CASE WHEN d.username = $2 THEN 2 ELSE 0 END) + ts_rank(d.document, {WORDS})"
+            ),
+            WORDS,
+            "",
+        ),
+        // Corrections: closeness first. For each word of the query, the
+        // closest of its corrections the row matches; summed over the words;
+        // ts_rank (a thousandth) only breaks ties. The corrections are a
+        // handful of rows, parsed once.
+        SearchMode::Fuzzy => ranked(
+            "(SELECT coalesce(sum(best), 0) FROM (
+                  SELECT max(c.closeness) AS best FROM c
+                  WHERE d.document @@ c.q GROUP BY c.w) b)
+             + ts_rank(d.document, $1::tsquery) / 1000",
+            "$1::tsquery",
+            "c AS MATERIALIZED (
+                 SELECT w, q::tsquery AS q, closeness
+                 FROM unnest($7::int4[], $8::text[], $9::float4[]) AS c(w, q, closeness)
+             ),
+             ",
+        ),
     }
 }
 
@@ -129,11 +187,141 @@ const ESTIMATE: &str =
 const ESTIMATE_CORRECTED: &str =
     "EXPLAIN (FORMAT JSON) SELECT 1 FROM search_documents d WHERE d.document @@ $1::tsquery";
 
+/// Whether the words of `$1` (prefix `$2`) match anything: asked on the
+/// pages after the first, where an empty page says nothing about it. Only
+/// asked when the estimate allowed ranking every match, so bounded by that.
+const ANY_MATCH: &str =
+    "SELECT EXISTS (SELECT 1 FROM search_documents d WHERE d.document @@ people_tsquery($1, $2))";
+
 /// The profile whose username is exactly the query, if the words match it.
 const EXACT: &str =
     "SELECT d.user_id, d.username, d.display_name, d.location, d.bio, d.updated_at AS key
      FROM search_documents d
      WHERE d.username = $1 AND d.document @@ people_tsquery($2, $3)";
+
+/// The candidate corrections of each word of `$1` (the words names are made
+/// of, as `name_words` cuts them): its nearest known words by trigram
+/// distance (from the GiST index, in order, so a few probes), and every
+/// known word that is the query word with two neighbouring letters swapped
+/// (primary-key look-ups: trigrams barely see a swap, "jnoes" shares two of
+/// six with "jones"). A word with no candidate comes back with a NULL.
+const CANDIDATES: &str = "
+    SELECT q.w AS word, near.word AS candidate, similarity(near.word, q.w)::float4 AS similarity
+    FROM name_words($1) AS q(w)
+    LEFT JOIN LATERAL (
+        (SELECT s.word FROM search_words s ORDER BY s.word <-> q.w LIMIT 20)
+        UNION
+        (SELECT s.word FROM search_words s
+         WHERE s.word IN (
+             SELECT overlay(q.w PLACING substr(q.w, i + 1, 1) || substr(q.w, i, 1) FROM i FOR 2)
+             FROM generate_series(1, char_length(q.w) - 1) AS i))
+    ) near ON true";
+
+/// Corrections kept per word of the query.
+const CORRECTIONS_PER_WORD: usize = 3;
+
+/// The typo corrections of a query: for each of its words, the nearest
+/// known name words, closest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Corrections {
+    /// The tsquery's text: each word's corrections OR'ed, the words AND'ed
+    /// (`('johnson' | 'jones') & ('ada')`).
+    pub tsquery: String,
+    /// One entry per correction: the number of the query word it corrects,
+    /// the correction as a tsquery's text, and its closeness (`closeness`).
+    pub words: Vec<i32>,
+    pub queries: Vec<String>,
+    pub closeness: Vec<f32>,
+}
+
+/// The most edits a correction of a word of this many letters may need to
+/// be taken for a typo of it: a short word has few neighbours worth a
+/// guess, a long one may hold two slips.
+fn edits_allowed(letters: usize) -> usize {
+    match letters {
+        0..=2 => 0,
+        3..=5 => 1,
+        6..=9 => 2,
+        _ => 3,
+    }
+}
+
+/// How close a correction is: fewer edits first (optimal string alignment:
+/// a swap of two neighbouring letters is one edit, as people make it), then
+/// trigram similarity (below 1 unless equal). Higher is closer; a
+/// difference of one edit outweighs any difference of similarity.
+fn closeness(edits: usize, similarity: f32) -> f32 {
+    (10 - edits.min(9)) as f32 + similarity.clamp(0.0, 0.999)
+}
+
+/// Chooses the corrections among the candidates: those within the edits
+/// allowed, or as similar as the trigram cut-off (0.2) asks, closest first,
+/// at most [`CORRECTIONS_PER_WORD`] a word. `None` when a word has none:
+/// the query matches nobody.
+fn choose(candidates: BTreeMap<String, Vec<(String, f32)>>) -> Option<Corrections> {
+    if candidates.is_empty() {
+        return None;
+    }
+    let mut corrections = Corrections {
+        tsquery: String::new(),
+        words: Vec::new(),
+        queries: Vec::new(),
+        closeness: Vec::new(),
+    };
+    let mut clauses = Vec::new();
+    for (number, (word, near)) in candidates.into_iter().enumerate() {
+        let letters = word.chars().count();
+        let mut near: Vec<(String, f32)> = near
+            .into_iter()
+            .filter_map(|(candidate, similarity)| {
+                let edits = strsim::osa_distance(&word, &candidate);
+                (edits <= edits_allowed(letters) || similarity >= 0.2)
+                    .then(|| (candidate, closeness(edits, similarity)))
+            })
+            .collect();
+        if near.is_empty() {
+            return None;
+        }
+        // Closest first; equal closeness in word order, so that the same
+        // words always give the same corrections.
+        near.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        near.truncate(CORRECTIONS_PER_WORD);
+        let mut alternatives = Vec::new();
+        for (candidate, close) in near {
+            // Name words are letters and digits only; quoted all the same.
+            let literal = format!("'{}'", candidate.replace('\\', "\\\\").replace('\'', "''"));
+            corrections.words.push(number as i32);
+            corrections.queries.push(literal.clone());
+            corrections.closeness.push(close);
+            alternatives.push(literal);
+        }
+        clauses.push(format!("({})", alternatives.join(" | ")));
+    }
+    corrections.tsquery = clauses.join(" & ");
+    Some(corrections)
+}
+
+/// The corrections of `query`'s words, or None when a word has no near
+/// known word (or the query has no word to correct).
+pub async fn corrections(
+    conn: &mut PgConnection,
+    query: &SearchQuery,
+) -> Result<Option<Corrections>> {
+    let rows = sqlx::query(CANDIDATES)
+        .bind(query.as_str())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(cancelled)?;
+    let mut candidates: BTreeMap<String, Vec<(String, f32)>> = BTreeMap::new();
+    for row in &rows {
+        let word: String = row.try_get("word")?;
+        let near = candidates.entry(word).or_default();
+        if let Some(candidate) = row.try_get::<Option<String>, _>("candidate")? {
+            near.push((candidate, row.try_get("similarity")?));
+        }
+    }
+    Ok(choose(candidates))
+}
 
 /// One row and its sort key.
 struct Found {
@@ -148,20 +336,93 @@ enum Key {
     Time(OffsetDateTime),
 }
 
-/// A page of people for `query`, after or before `cursor` (the first page
-/// without one). Read from a replica when the reader's freshness allows.
+/// Which results a query gets, decided afresh for every page.
+enum Plan {
+    /// The empty query, `Broad`, `Words`: the query's own words.
+    Words(SearchMode),
+    /// `Fuzzy` or `FuzzyBroad`: the corrections'.
+    Corrected(SearchMode, Corrections),
+    /// No word matched and a word has no correction: nobody.
+    Nobody,
+}
+
+impl Plan {
+    fn mode(&self) -> SearchMode {
+        match self {
+            Plan::Words(mode) | Plan::Corrected(mode, _) => *mode,
+            Plan::Nobody => SearchMode::Fuzzy,
+        }
+    }
+}
+
+/// A page of people for `query`, after or before the cursor `cursor` (a
+/// direction and the text a previous page handed out; the first page
+/// without one), for the client `client`. Read from a replica when the
+/// reader's freshness (asked only once the search is let through) allows.
+///
+/// Refused, in this order and before any SQL: a cursor this deployment did
+/// not seal for this query and direction (`BadRequest`, 400), a client
+/// network past its limit (`RateLimited`), an instance already running its
+/// `search_concurrency` searches (`Unavailable`, "try again", at once).
 pub async fn people(
     state: &AppState,
-    freshness: Freshness,
+    client: &RequestMeta,
+    freshness: impl Future<Output = Freshness>,
     query: &SearchQuery,
-    cursor: Option<Cursor>,
+    cursor: Option<(Direction, &str)>,
 ) -> Result<SearchPage> {
     let started = Instant::now();
+    let seal = cursor::key(state).await?;
+    let cursor = match cursor {
+        None => None,
+        Some((direction, text)) => match seal.open(text, direction, query) {
+            Some(cursor) => Some(cursor),
+            None => {
+                tracing::info!("search cursor refused: not sealed here for this query");
+                state
+                    .metrics
+                    .counter(
+                        "folio_search_refusals_total",
+                        &[("reason", "cursor".into())],
+                    )
+                    .increment(1);
+                return Err(AppError::BadRequest.into());
+            }
+        },
+    };
+    let limit = state.config.searches_per_ip;
+    let name = format!("search:ip:{}", client.client_network());
+    match rate_limit::acquire(state, &name, limit).await {
+        Ok(Decision::Allowed(_)) => {}
+        Ok(Decision::Refused { retry_after }) => {
+            return Err(AppError::RateLimited {
+                retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
+            }
+            .into())
+        }
+        // Search is a public read: it goes on without Redis (the
+        // concurrency cap below still bounds what one instance spends).
+        Err(error) => {
+            state.metrics.redis_errors.increment(1);
+            tracing::warn!(error = %error, "search rate limit unknown (Redis); searching anyway");
+        }
+    }
+    let Ok(_slot) = state.search.slots.try_acquire() else {
+        tracing::info!("search refused: every search slot of this instance is busy");
+        state
+            .metrics
+            .counter("folio_search_refusals_total", &[("reason", "busy".into())])
+            .increment(1);
+        return Err(AppError::Unavailable.into());
+    };
+    let freshness = freshness.await;
+    let seal = &seal;
     let (mode, page) = state
         .db
         .read(freshness, |pool| async move {
             let mut tx = pool.begin().await?;
-            let found = search(&mut tx, query, cursor).await;
+            let budget = Budget::new();
+            let found = search(&mut tx, &budget, seal, query, cursor).await;
             // Read only: nothing to commit, and a cancelled statement has
             // already ended the transaction.
             let _ = tx.rollback().await;
@@ -186,43 +447,59 @@ pub async fn people(
     Ok(page)
 }
 
-/// The page, and the mode that found it.
-async fn search(
-    conn: &mut PgConnection,
-    query: &SearchQuery,
-    cursor: Option<Cursor>,
-) -> Result<(SearchMode, SearchPage)> {
-    // SET LOCAL, as a function that takes a parameter. Custom plans: each
-    // statement is planned with its values, so the planner knows how many
-    // rows the query's words match (a cached generic plan would not, and
-    // would build the query once per row).
-    sqlx::query(
-        "SELECT set_config('statement_timeout', $1, true),
-                set_config('plan_cache_mode', 'force_custom_plan', true)",
-    )
-    .bind(STATEMENT_TIMEOUT.as_millis().to_string())
-    .execute(&mut *conn)
-    .await?;
+/// What is left of [`BUDGET`] for one search.
+struct Budget {
+    deadline: Instant,
+    first: std::sync::atomic::AtomicBool,
+}
 
-    if let Some(cursor) = cursor {
-        let rows = fetch(conn, query, cursor.mode, Some(cursor)).await?;
-        // Back at the start of the list: the first page, as it is now (an
-        // exact username leads it, which keyset pages do not carry).
-        if cursor.direction == Direction::Before && rows.len() <= PAGE {
-            return Box::pin(search(conn, query, None)).await;
+impl Budget {
+    fn new() -> Self {
+        Self {
+            deadline: Instant::now() + BUDGET,
+            first: std::sync::atomic::AtomicBool::new(true),
         }
-        return Ok((
-            cursor.mode,
-            page(query, cursor.mode, Some(cursor.direction), rows),
-        ));
     }
+
+    /// Gives the next statement what is left as its `statement_timeout`
+    /// (SET LOCAL, as a function that takes a parameter), or answers "try
+    /// again" when nothing is. The first call also asks for custom plans:
+    /// each statement is planned with its values, so the planner knows how
+    /// many rows the query's words match (a cached generic plan would not,
+    /// and would build the query once per row).
+    async fn arm(&self, conn: &mut PgConnection) -> Result<()> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left < Duration::from_millis(1) {
+            tracing::warn!("search stopped: its time budget is spent");
+            return Err(Error::App(AppError::Unavailable));
+        }
+        let ms = left.as_millis().to_string();
+        if self.first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            sqlx::query(
+                "SELECT set_config('statement_timeout', $1, true),
+                        set_config('plan_cache_mode', 'force_custom_plan', true)",
+            )
+            .bind(ms)
+            .execute(&mut *conn)
+            .await?;
+        } else {
+            sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+                .bind(ms)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Which results `query` gets now, on a page after the first: the first
+/// page's questions again, on today's data. There the ranked rows are not
+/// at hand to tell whether any word matched, so that is asked.
+async fn plan(conn: &mut PgConnection, budget: &Budget, query: &SearchQuery) -> Result<Plan> {
     if query.is_empty() {
-        let rows = fetch(conn, query, SearchMode::Recent, None).await?;
-        return Ok((
-            SearchMode::Recent,
-            page(query, SearchMode::Recent, None, rows),
-        ));
+        return Ok(Plan::Words(SearchMode::Recent));
     }
+    budget.arm(conn).await?;
     let expected = planned_rows(
         sqlx::query_scalar(ESTIMATE)
             .bind(query.as_str())
@@ -231,7 +508,93 @@ async fn search(
             .await,
     )?;
     if expected > RANK_LIMIT {
-        let mut rows = fetch(conn, query, SearchMode::Broad, None).await?;
+        return Ok(Plan::Words(SearchMode::Broad));
+    }
+    // A query that asks for exactly its words has no typo.
+    if query.is_exact() {
+        return Ok(Plan::Words(SearchMode::Words));
+    }
+    budget.arm(conn).await?;
+    let any: bool = sqlx::query_scalar(ANY_MATCH)
+        .bind(query.as_str())
+        .bind(query.last_word_is_prefix())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(cancelled)?;
+    if any {
+        return Ok(Plan::Words(SearchMode::Words));
+    }
+    corrected(conn, budget, query).await
+}
+
+/// No word of `query` matched: its corrections, ranked or (too many to
+/// rank) by recency, or nobody.
+async fn corrected(conn: &mut PgConnection, budget: &Budget, query: &SearchQuery) -> Result<Plan> {
+    budget.arm(conn).await?;
+    let Some(corrections) = corrections(conn, query).await? else {
+        return Ok(Plan::Nobody);
+    };
+    budget.arm(conn).await?;
+    let expected = planned_rows(
+        sqlx::query_scalar(ESTIMATE_CORRECTED)
+            .bind(&corrections.tsquery)
+            .fetch_one(&mut *conn)
+            .await,
+    )?;
+    let mode = if expected > FUZZY_RANK_LIMIT {
+        SearchMode::FuzzyBroad
+    } else {
+        SearchMode::Fuzzy
+    };
+    Ok(Plan::Corrected(mode, corrections))
+}
+
+/// The page, and the mode that found it.
+async fn search(
+    conn: &mut PgConnection,
+    budget: &Budget,
+    seal: &CursorSeal,
+    query: &SearchQuery,
+    cursor: Option<Cursor>,
+) -> Result<(SearchMode, SearchPage)> {
+    if let Some(cursor) = cursor {
+        let plan = plan(conn, budget, query).await?;
+        if plan.mode() != cursor.mode {
+            // The matches changed since the page before (a word is known
+            // now, or many more match): that list is gone; its start, as
+            // it is now.
+            return Box::pin(search(conn, budget, seal, query, None)).await;
+        }
+        let rows = fetch(conn, budget, query, &plan, Some(cursor)).await?;
+        // Back at the start of the list: the first page, as it is now (an
+        // exact username leads it, which keyset pages do not carry).
+        if cursor.direction == Direction::Before && rows.len() <= PAGE {
+            return Box::pin(search(conn, budget, seal, query, None)).await;
+        }
+        let mode = plan.mode();
+        return Ok((mode, page(seal, query, mode, Some(cursor.direction), rows)));
+    }
+    if query.is_empty() {
+        let plan = Plan::Words(SearchMode::Recent);
+        let rows = fetch(conn, budget, query, &plan, None).await?;
+        return Ok((
+            SearchMode::Recent,
+            page(seal, query, SearchMode::Recent, None, rows),
+        ));
+    }
+    // The first page: the estimate first; when it allows ranking, the
+    // ranked rows themselves say whether any word matched.
+    budget.arm(conn).await?;
+    let expected = planned_rows(
+        sqlx::query_scalar(ESTIMATE)
+            .bind(query.as_str())
+            .bind(query.last_word_is_prefix())
+            .fetch_one(&mut *conn)
+            .await,
+    )?;
+    if expected > RANK_LIMIT {
+        let mut rows = fetch(conn, budget, query, &Plan::Words(SearchMode::Broad), None).await?;
+        budget.arm(conn).await?;
         let exact = sqlx::query(EXACT)
             .bind(query.as_username())
             .bind(query.as_str())
@@ -244,43 +607,28 @@ async fn search(
         }
         return Ok((
             SearchMode::Broad,
-            page(query, SearchMode::Broad, None, rows),
+            page(seal, query, SearchMode::Broad, None, rows),
         ));
     }
-    let rows = fetch(conn, query, SearchMode::Words, None).await?;
-    // No word matched anywhere: the query may hold a typo.
-    if rows.is_empty() && !query.is_exact() {
-        let Some(corrected) = correct(conn, query).await? else {
-            // A word with no near name: nobody.
-            return Ok((
-                SearchMode::Fuzzy,
-                page(query, SearchMode::Fuzzy, None, Vec::new()),
-            ));
-        };
-        let expected = planned_rows(
-            sqlx::query_scalar(ESTIMATE_CORRECTED)
-                .bind(&corrected)
-                .fetch_one(&mut *conn)
-                .await,
-        )?;
-        let mode = if expected > FUZZY_RANK_LIMIT {
-            SearchMode::FuzzyBroad
-        } else {
-            SearchMode::Fuzzy
-        };
-        let rows = fetch_with(conn, query, mode, None, corrected).await?;
-        return Ok((mode, page(query, mode, None, rows)));
+    let rows = fetch(conn, budget, query, &Plan::Words(SearchMode::Words), None).await?;
+    if !rows.is_empty() || query.is_exact() {
+        return Ok((
+            SearchMode::Words,
+            page(seal, query, SearchMode::Words, None, rows),
+        ));
     }
-    Ok((
-        SearchMode::Words,
-        page(query, SearchMode::Words, None, rows),
-    ))
+    // No word matched anywhere: the query may hold a typo.
+    let plan = corrected(conn, budget, query).await?;
+    let mode = plan.mode();
+    let rows = fetch(conn, budget, query, &plan, None).await?;
+    Ok((mode, page(seal, query, mode, None, rows)))
 }
 
 /// Turns the fetched rows (one more than a page, to tell whether more
-/// exist) into a page with its cursors. `direction` is the cursor's, if
-/// the page was asked for with one.
+/// exist) into a page with its sealed cursors. `direction` is the cursor's,
+/// if the page was asked for with one.
 fn page(
+    seal: &CursorSeal,
     query: &SearchQuery,
     mode: SearchMode,
     direction: Option<Direction>,
@@ -297,17 +645,16 @@ fn page(
         }
     };
     let cursor_at = |found: &Found, direction| {
-        match found.key {
-            Key::Score(score) => Cursor::ranked(direction, mode, score, found.user_id, query.tag()),
+        let cursor = match found.key {
+            Key::Score(score) => Cursor::ranked(direction, mode, score, found.user_id),
             Key::Time(at) => Cursor {
                 direction,
                 mode,
                 key: i64::try_from(at.unix_timestamp_nanos() / 1000).unwrap_or(0),
                 user_id: found.user_id,
-                tag: query.tag(),
             },
-        }
-        .encode()
+        };
+        seal.seal(&cursor, query)
     };
     let next = rows
         .last()
@@ -331,43 +678,19 @@ fn planned_rows(plan: std::result::Result<serde_json::Value, sqlx::Error>) -> Re
     Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0))
 }
 
-/// The query's words replaced by the nearest known name words (a tsquery's
-/// text), or None when a word has no near name.
-async fn correct(conn: &mut PgConnection, query: &SearchQuery) -> Result<Option<String>> {
-    sqlx::query_scalar("SELECT people_fuzzy_tsquery($1)::text")
-        .bind(query.as_str())
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(cancelled)
-}
-
-/// One page of rows of `mode` (one more than a page).
+/// One page of rows of `plan` (one more than a page).
 async fn fetch(
     conn: &mut PgConnection,
+    budget: &Budget,
     query: &SearchQuery,
-    mode: SearchMode,
+    plan: &Plan,
     cursor: Option<Cursor>,
 ) -> Result<Vec<Found>> {
-    let first = if mode.corrected() {
-        // Corrected again for each page: the words known may have grown.
-        match correct(conn, query).await? {
-            Some(tsquery) => tsquery,
-            None => return Ok(Vec::new()),
-        }
-    } else {
-        query.as_str().to_owned()
+    let (mode, corrections) = match plan {
+        Plan::Nobody => return Ok(Vec::new()),
+        Plan::Words(mode) => (*mode, None),
+        Plan::Corrected(mode, corrections) => (*mode, Some(corrections)),
     };
-    fetch_with(conn, query, mode, cursor, first).await
-}
-
-/// [`fetch`], with `$1` given: the query, or its corrections.
-async fn fetch_with(
-    conn: &mut PgConnection,
-    query: &SearchQuery,
-    mode: SearchMode,
-    cursor: Option<Cursor>,
-    first: String,
-) -> Result<Vec<Found>> {
     let direction = cursor.map_or(Direction::After, |c| c.direction);
     if matches!(mode, SearchMode::Broad | SearchMode::FuzzyBroad) {
         // Many matches: walking search_documents_recent until a page is full
@@ -377,7 +700,9 @@ async fn fetch_with(
             .execute(&mut *conn)
             .await?;
     }
+    budget.arm(conn).await?;
     let sql = sql(mode, direction);
+    let first = corrections.map_or_else(|| query.as_str().to_owned(), |c| c.tsquery.clone());
     let statement = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(first)
         .bind(query.as_username())
@@ -390,11 +715,15 @@ async fn fetch_with(
         (false, Some(c)) => statement.bind(Some(c.score())).bind(c.user_id),
         (false, None) => statement.bind(None::<f32>).bind(0_i64),
     };
-    let rows = statement
-        .bind((PAGE + 1) as i64)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(cancelled)?;
+    let statement = statement.bind((PAGE + 1) as i64);
+    let statement = match (mode, corrections) {
+        (SearchMode::Fuzzy, Some(c)) => statement
+            .bind(c.words.clone())
+            .bind(c.queries.clone())
+            .bind(c.closeness.clone()),
+        _ => statement,
+    };
+    let rows = statement.fetch_all(&mut *conn).await.map_err(cancelled)?;
     rows.iter().map(|row| found(row, mode)).collect()
 }
 
@@ -441,5 +770,47 @@ fn excerpt(bio: &str) -> String {
         let mut cut: String = flat.chars().take(159).collect();
         cut.push('…');
         cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidates(word: &str, near: &[(&str, f32)]) -> BTreeMap<String, Vec<(String, f32)>> {
+        BTreeMap::from([(
+            word.to_owned(),
+            near.iter().map(|(w, s)| ((*w).to_owned(), *s)).collect(),
+        )])
+    }
+
+    #[test]
+    fn corrections_are_ranked_by_edits_then_similarity() {
+        // "jonhson": Johnson is one swap away, Jones three edits (though
+        // 0.27 similar): Johnson first, whatever order they came in.
+        let chosen = choose(candidates(
+            "jonhson",
+            &[("jones", 0.27), ("johnson", 0.33), ("annabel", 0.0)],
+        ))
+        .unwrap();
+        assert_eq!(chosen.queries, ["'johnson'", "'jones'"]);
+        assert!(chosen.closeness[0] > chosen.closeness[1] + 1.0);
+        assert_eq!(chosen.tsquery, "('johnson' | 'jones')");
+        // A swap trigrams barely see (0.2) is one edit: kept, and first.
+        let chosen = choose(candidates("jnoes", &[("james", 0.3), ("jones", 0.2)])).unwrap();
+        assert_eq!(chosen.queries, ["'jones'", "'james'"]);
+        // Equal closeness: word order, so the same words give the same list.
+        assert_eq!(closeness(1, 0.5), closeness(1, 0.5));
+        assert!(closeness(1, 0.0) > closeness(2, 0.999));
+    }
+
+    #[test]
+    fn a_word_without_a_near_word_matches_nobody() {
+        assert_eq!(choose(candidates("zzyzx", &[("ada", 0.0)])), None);
+        assert_eq!(choose(candidates("zzyzx", &[])), None);
+        assert_eq!(choose(BTreeMap::new()), None);
+        let mut two = candidates("jnoes", &[("jones", 0.2)]);
+        two.insert("zzyzx".into(), vec![("ada".into(), 0.0)]);
+        assert_eq!(choose(two), None, "every word needs a correction");
     }
 }
