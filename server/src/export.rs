@@ -67,15 +67,6 @@ async fn download(State(state): State<AppState>, request: Request) -> Response {
     }
     // Personal data: no cache keeps a copy.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    // Every HTML answer carries a policy of its own (the edge refuses one
-    // without: `hygiene::is_page_without_policy`). This page has no script,
-    // style or image, so it needs nothing.
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        ),
-    );
     response
 }
 
@@ -109,5 +100,14 @@ fn refused_from_elsewhere(headers: &header::HeaderMap) -> Response {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Every HTML answer carries a policy of its own (the edge refuses one
+    // without: `hygiene::is_page_without_policy`). This page has no script,
+    // style or image, so it needs nothing.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+    );
     response
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use reqwest::header::CONTENT_SECURITY_POLICY;
 
-use crate::support::{spawn_app, Cookie, Edit, TestApp, SESSION_COOKIE};
+use crate::support::{spawn_app_with, Cookie, Edit, TestApp, SESSION_COOKIE};
 
 /// What is wrong with a page's policy, if anything: exactly one policy
 /// header, with a nonce, and that nonce on every `<script>`, `<style>` and
@@ -53,7 +53,7 @@ pub fn policy_problem(headers: &reqwest::header::HeaderMap, body: &str) -> Optio
     None
 }
 
-async fn load(app: &TestApp, path: &str, cookie: &Cookie) -> Result<(), String> {
+async fn load(app: &TestApp, path: &str, cookie: &Cookie) -> Result<u16, String> {
     let mut request = app.client.get(app.url(path));
     if let Some(token) = cookie.token() {
         request = request.header("cookie", format!("{SESSION_COOKIE}={token}"));
@@ -67,18 +67,24 @@ async fn load(app: &TestApp, path: &str, cookie: &Cookie) -> Result<(), String> 
     } else {
         "anonymous"
     };
-    if status != 200 {
+    // A 503 is an overloaded test machine (a pool wait past its 3 s while
+    // every other test runs too), not this bug: its page must carry its
+    // policy all the same, and most loads must be 200s (checked below).
+    if status != 200 && status != 503 {
         return Err(format!("{path} ({who}): {status}"));
     }
     match policy_problem(&headers, &body) {
-        Some(problem) => Err(format!("{path} ({who}): {problem}; headers {headers:?}")),
-        None => Ok(()),
+        Some(problem) => Err(format!(
+            "{path} ({who}): {status}, {problem}; headers {headers:?}"
+        )),
+        None => Ok(status),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_profile_page_carries_its_policy_under_concurrent_load() {
-    let app = Arc::new(spawn_app().await);
+    // Thirty-two loads at once: a pool of ten, as a server has by default.
+    let app = Arc::new(spawn_app_with(|s| s.db_max_connections = 10).await);
     let mut people = Vec::new();
     for n in 0..4 {
         let name = format!("csp{n}");
@@ -96,6 +102,7 @@ async fn every_profile_page_carries_its_policy_under_concurrent_load() {
             let people = people.clone();
             tokio::spawn(async move {
                 let mut problems = Vec::new();
+                let mut ok = 0;
                 let (me, my_cookie) = &people[visitor % people.len()];
                 let mut version = 1;
                 for round in 0..20 {
@@ -109,7 +116,13 @@ async fn every_profile_page_carries_its_policy_under_concurrent_load() {
                         load(&app, &theirs, my_cookie),
                         load(&app, &theirs, &anonymous),
                     );
-                    problems.extend([a, b, c, d].into_iter().filter_map(Result::err));
+                    for answer in [a, b, c, d] {
+                        match answer {
+                            Ok(200) => ok += 1,
+                            Ok(_) => {}
+                            Err(problem) => problems.push(problem),
+                        }
+                    }
                     // Only the first visitor of each person edits (versions
                     // are theirs to count).
                     if visitor < people.len() && round % 5 == 0 {
@@ -126,14 +139,18 @@ async fn every_profile_page_carries_its_policy_under_concurrent_load() {
                         version = saved["version"].as_i64().unwrap() as i32;
                     }
                 }
-                problems
+                (problems, ok)
             })
         })
         .collect();
     let mut problems = Vec::new();
+    let mut ok = 0;
     for visitor in visitors {
-        problems.extend(visitor.await.unwrap());
+        let (found, answered) = visitor.await.unwrap();
+        problems.extend(found);
+        ok += answered;
     }
+    assert!(ok >= 600, "only {ok} of 640 loads answered 200");
 
     assert!(
         problems.is_empty(),
