@@ -135,6 +135,12 @@ pub async fn spawn_app_mailing(configure: impl FnOnce(&mut Settings)) -> (TestAp
     let app = spawn_app_with(move |settings| {
         settings.mail = MailTransport::Smtp(url);
         settings.event_workers = true;
+        // A server's own pool (FOLIO_DB_MAX_CONNECTIONS): its consumers
+        // (four groups × four partitions) each hold a connection while they
+        // apply an event, the mail consumer while it sends; with the test
+        // default of five, a page rendered meanwhile on a loaded machine
+        // waited past the pool's 3 s and answered 503.
+        settings.db_max_connections = 10;
         configure(settings);
     })
     .await;
