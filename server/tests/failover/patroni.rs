@@ -346,6 +346,9 @@ async fn a_dead_leader_pauses_writes_for_seconds_and_loses_nothing() {
     assert_eq!(status, 200, "{body}");
 
     // --- a planned switchover under the same load ----------------------------
+    // The survivor must follow the new leader first: with the killed node
+    // still down, it is the only candidate.
+    cluster.wait_for_sync_standby().await;
     let load = start_load(&app, &cookies);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = cluster.leader();

@@ -101,6 +101,39 @@ impl PatroniCluster {
         run(&["switchover", self.dir.to_str().unwrap()]);
     }
 
+    /// Waits until the leader has a synchronous standby streaming from it:
+    /// after a failover the survivor must follow the new leader before a
+    /// switchover has a candidate (Patroni refuses one otherwise).
+    pub async fn wait_for_sync_standby(&self) {
+        let url = self.primary_url("postgres");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let url = url.clone();
+            let synced = tokio::time::timeout(Duration::from_secs(1), async move {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&url).await.ok()?;
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT count(*) FROM pg_stat_replication
+                      WHERE state = 'streaming' AND sync_state IN ('sync', 'quorum')",
+                )
+                .fetch_one(&mut conn)
+                .await
+                .ok()
+            })
+            .await;
+            if let Ok(Some(n)) = synced {
+                if n > 0 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no synchronous standby after 90 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The node numbers of the nodes that are primaries now (asked directly).
     pub async fn primaries(&self) -> Vec<u8> {
         let mut found = Vec::new();
