@@ -183,16 +183,19 @@ pub async fn around_every_request(
             // The panic hook has logged it, in this span.
             return panics::answer_for_route(response, route.as_str());
         }
-        let response = if hygiene::is_page_without_policy(&response) {
+        // A page without its own policy is logged and counted, and goes
+        // out with the fallback policy of `hygiene::add_security_headers`.
+        // Refusing it with a 500 (tried this round) broke a page that lost
+        // its policy on the way (the used-reset-link page without
+        // JavaScript, end2end/tests/lifecycle.spec.ts): the cause is issue
+        // 24 item 2, still open, and the counter shows where it happens.
+        if hygiene::is_page_without_policy(&response) {
             tracing::error!(
                 status = response.status().as_u16(),
-                "a page without its Content-Security-Policy refused"
+                "a page without its Content-Security-Policy"
             );
             edge.pages_without_policy.increment(1);
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        } else {
-            response
-        };
+        }
         if response.status().is_server_error() {
             tracing::error!(status = response.status().as_u16(), "request failed");
         }

@@ -74,6 +74,11 @@ pub fn PeoplePage() -> impl IntoView {
 
 /// What to say for a failed search: the field's message when there is one.
 fn message(error: &AppError) -> String {
+    // A page link the server did not seal for this query (an old one, or a
+    // made-up one) is refused as a bad request: say what to do about it.
+    if *error == AppError::BadRequest {
+        return "This page of results has expired. Start the search again.".to_owned();
+    }
     error
         .field("q")
         .or_else(|| error.field("cursor"))
