@@ -13,11 +13,11 @@ use crate::support::{
     STRONG_PASSWORD,
 };
 
-const WRONG: &str = "not-the-password-1";
-const NEW_PASSWORD: &str = "copper-lantern-orchard-51";
-const DEVICE_COOKIE: &str = "__Host-folio_device";
+pub(super) const WRONG: &str = "not-the-password-1";
+pub(super) const NEW_PASSWORD: &str = "copper-lantern-orchard-51";
+pub(super) const DEVICE_COOKIE: &str = "__Host-folio_device";
 
-fn tight(settings: &mut server::config::Settings) {
+pub(super) fn tight(settings: &mut server::config::Settings) {
     settings.service.login_failures_per_account = Limit::new(3, 900);
     settings.service.login_failures_per_device = Limit::new(3, 900);
     settings.service.login_failures_per_ip = Limit::new(1_000, 900);
@@ -25,7 +25,7 @@ fn tight(settings: &mut server::config::Settings) {
 }
 
 /// The device cookie a response sets, if any.
-fn device_cookie_from(response: &reqwest::Response) -> Option<String> {
+pub(super) fn device_cookie_from(response: &reqwest::Response) -> Option<String> {
     response
         .headers()
         .get_all(reqwest::header::SET_COOKIE)

@@ -13,16 +13,8 @@ use crate::support::{
     TestApp, STRONG_PASSWORD,
 };
 
-const WRONG: &str = "not-the-password-1";
-const NEW_PASSWORD: &str = "copper-lantern-orchard-51";
-const DEVICE_COOKIE: &str = "__Host-folio_device";
-
-fn tight(settings: &mut server::config::Settings) {
-    settings.service.login_failures_per_account = Limit::new(3, 900);
-    settings.service.login_failures_per_device = Limit::new(3, 900);
-    settings.service.login_failures_per_ip = Limit::new(1_000, 900);
-    settings.service.registrations_per_ip = Limit::new(1_000, 900);
-}
+// The same accounts, limits and cookie as the device-cookie tests.
+use super::device_cookies::{device_cookie_from, tight, DEVICE_COOKIE, NEW_PASSWORD, WRONG};
 
 impl TestApp {
     /// A server function called by a browser holding `session` and,
@@ -63,16 +55,6 @@ impl TestApp {
         )
         .await
     }
-}
-
-fn device_cookie_from(response: &reqwest::Response) -> Option<String> {
-    response
-        .headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix(&format!("{DEVICE_COOKIE}=")))
-        .map(|v| v.split(';').next().unwrap_or("").to_owned())
 }
 
 #[tokio::test]
