@@ -499,14 +499,7 @@ async fn plan(conn: &mut PgConnection, budget: &Budget, query: &SearchQuery) -> 
     if query.is_empty() {
         return Ok(Plan::Words(SearchMode::Recent));
     }
-    budget.arm(conn).await?;
-    let expected = planned_rows(
-        sqlx::query_scalar(ESTIMATE)
-            .bind(query.as_str())
-            .bind(query.last_word_is_prefix())
-            .fetch_one(&mut *conn)
-            .await,
-    )?;
+    let expected = estimate(conn, budget, query).await?;
     if expected > RANK_LIMIT {
         return Ok(Plan::Words(SearchMode::Broad));
     }
@@ -584,14 +577,7 @@ async fn search(
     }
     // The first page: the estimate first; when it allows ranking, the
     // ranked rows themselves say whether any word matched.
-    budget.arm(conn).await?;
-    let expected = planned_rows(
-        sqlx::query_scalar(ESTIMATE)
-            .bind(query.as_str())
-            .bind(query.last_word_is_prefix())
-            .fetch_one(&mut *conn)
-            .await,
-    )?;
+    let expected = estimate(conn, budget, query).await?;
     if expected > RANK_LIMIT {
         let mut rows = fetch(conn, budget, query, &Plan::Words(SearchMode::Broad), None).await?;
         budget.arm(conn).await?;
@@ -673,6 +659,19 @@ fn page(
 }
 
 /// The rows the planner expects, from an `EXPLAIN (FORMAT JSON)`.
+/// The planner's estimate of the rows `query` matches (no scan), under the
+/// search's budget: the first page and every later one decide by it.
+async fn estimate(conn: &mut PgConnection, budget: &Budget, query: &SearchQuery) -> Result<f64> {
+    budget.arm(conn).await?;
+    planned_rows(
+        sqlx::query_scalar(ESTIMATE)
+            .bind(query.as_str())
+            .bind(query.last_word_is_prefix())
+            .fetch_one(&mut *conn)
+            .await,
+    )
+}
+
 fn planned_rows(plan: std::result::Result<serde_json::Value, sqlx::Error>) -> Result<f64> {
     let plan = plan.map_err(cancelled)?;
     Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0))
